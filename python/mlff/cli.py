@@ -1,0 +1,38 @@
+"""The ``mlff`` command: ``mlff data``, ``mlff train``, ``mlff eval``.
+
+Each subcommand lives next to the code it drives and exposes
+``register(subparsers)``, which adds its parser and sets ``func``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .errors import MLFFError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .data import cli as data_cli
+    from .train import cli as train_cli
+    from . import evaluate
+
+    parser = argparse.ArgumentParser(prog="mlff", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    data_cli.register(sub)
+    train_cli.register(sub)
+    evaluate.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except MLFFError as exc:
+        print(f"mlff {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
