@@ -1,0 +1,118 @@
+"""``mlff-deploy``: export a trained model to TorchScript for LAMMPS and Python.
+
+The exported module implements the contract in ``docs/model_interface.md``:
+``forward(species, edge_index, edge_vec) -> {"atomic_energy", "edge_grad"}``, with
+metadata (r_max, species, model kind, message-passing depth, dtype, versions) in
+the archive's extra file ``metadata.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+from pathlib import Path
+from typing import Any, Dict
+
+import torch
+from torch import nn
+
+from . import __version__
+from .errors import MLFFError, ModelFileError
+from .models import EnergyModel
+
+FORMAT = "mlff-deployed-model"
+FORMAT_VERSION = 1
+
+
+class DeployedPotential(nn.Module):
+    """Wraps an energy model so one call returns atomic energies and ``∂E/∂r_ij``.
+
+    ``forward(species [n] int64, edge_index [2, e] int64, edge_vec [e, 3]) ->
+    {"atomic_energy": [n] eV, "edge_grad": [e, 3] eV/Å}``. Must be called with
+    autograd enabled (not under ``torch.no_grad()``).
+    """
+
+    def __init__(self, model: EnergyModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor) -> Dict[str, torch.Tensor]:
+        edge_vec = edge_vec.detach().requires_grad_(True)
+        atomic_energy = self.model(species, edge_index, edge_vec)
+        grads = torch.autograd.grad([atomic_energy.sum()], [edge_vec], allow_unused=True)
+        edge_grad = grads[0]
+        if edge_grad is None:
+            edge_grad = torch.zeros_like(edge_vec)
+        return {"atomic_energy": atomic_energy.detach(), "edge_grad": edge_grad}
+
+
+def metadata_for(model: EnergyModel, dtype: torch.dtype) -> dict[str, Any]:
+    return {"format": FORMAT, "format_version": FORMAT_VERSION, "mlff_version": __version__,
+            "model_kind": model.kind, "r_max": model.r_max, "species": list(model.species),
+            "n_message_passing": int(model.n_message_passing), "dtype": str(dtype).removeprefix("torch."),
+            "direct_forces": False, "hparams": model.hparams}
+
+
+def export_model(model: EnergyModel, path: str | Path, dtype: torch.dtype = torch.float64) -> dict[str, Any]:
+    """Script ``model`` (a copy, cast to ``dtype``) and write it with metadata to ``path``.
+
+    Returns the metadata dict. The file is written to a temporary name and renamed.
+    """
+    model = copy.deepcopy(model).to(dtype).eval()
+    meta = metadata_for(model, dtype)
+    scripted = torch.jit.script(DeployedPotential(model))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.jit.save(scripted, str(tmp), _extra_files={"metadata.json": json.dumps(meta)})
+    tmp.replace(path)
+    return meta
+
+
+def load_deployed(path: str | Path) -> tuple[torch.jit.ScriptModule, dict[str, Any]]:
+    """Load a deployed model and its metadata.
+
+    Raises ``ModelFileError`` naming ``path`` if the file is missing, not TorchScript,
+    or lacks mlff metadata.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"model file {path} does not exist")
+    extra = {"metadata.json": ""}
+    try:
+        module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    except Exception as exc:
+        raise ModelFileError(f"{path} is not a TorchScript model file: {str(exc).splitlines()[0]}") from None
+    try:
+        meta = json.loads(extra["metadata.json"])
+    except json.JSONDecodeError:
+        meta = None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ModelFileError(f"{path} is not an mlff deployed model (no mlff metadata.json)")
+    return module, meta
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .train.checkpoint import load_checkpoint, model_from_record
+
+    parser = argparse.ArgumentParser(prog="mlff-deploy", description="Export a checkpoint to a TorchScript model for LAMMPS (pair_style mlff) and Python.")
+    parser.add_argument("checkpoint", help="training checkpoint, e.g. DIR/best.ckpt")
+    parser.add_argument("-o", "--output", required=True, help="output model file, e.g. model.pt")
+    parser.add_argument("--dtype", choices=["float64", "float32"], default="float64",
+                        help="precision of the deployed model (default float64)")
+    args = parser.parse_args(argv)
+    try:
+        model = model_from_record(load_checkpoint(args.checkpoint))
+        meta = export_model(model, args.output, getattr(torch, args.dtype))
+    except MLFFError as exc:
+        print(f"mlff-deploy: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"mlff-deploy: wrote {args.output} ({meta['model_kind']}, species {meta['species']}, "
+          f"r_max {meta['r_max']} Å, {meta['n_message_passing']} message-passing layers, {meta['dtype']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""Neighbor graphs of atomic structures, and batches of them for training.
+
+The graph convention is the deployed-model contract (``docs/model_interface.md``):
+``edge_index[0]`` is the centre atom ``i``, ``edge_index[1]`` the neighbour ``j``,
+and the edge vector is ``r_ij = x_j - x_i + S_ij @ cell`` (Å), where ``S_ij`` is the
+integer periodic image shift. Neighbor lists come from ``vesin``; periodic images
+are handled for any cell size, including cells smaller than ``2 r_max``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+from ase import Atoms
+from vesin import NeighborList
+
+from .errors import DataError
+
+
+def neighbor_graph(atoms: Atoms, r_max: float) -> tuple[np.ndarray, np.ndarray]:
+    """Full neighbor list of ``atoms`` within ``r_max``.
+
+    Returns ``edge_index`` (int64, ``[2, n_edges]``) and ``shift_vec`` (float64,
+    ``[n_edges, 3]``, Å): the Cartesian image shift so that
+    ``r_ij = pos[j] - pos[i] + shift_vec``. Both directions of every pair are listed.
+
+    Raises ``DataError`` if a periodic structure has a degenerate cell.
+    """
+    pbc = np.asarray(atoms.pbc, dtype=bool)
+    if pbc.any() and not pbc.all():
+        raise DataError(f"mixed periodicity {pbc.tolist()} is not supported; use all-periodic or non-periodic")
+    positions = np.ascontiguousarray(atoms.positions, dtype=np.float64)
+    if pbc.all():
+        cell = np.asarray(atoms.cell.array, dtype=np.float64)
+        if abs(np.linalg.det(cell)) < 1e-9:
+            raise DataError("periodic structure has a degenerate (zero-volume) cell")
+        periodic = True
+    else:
+        cell = np.zeros((3, 3))
+        periodic = False
+    nl = NeighborList(cutoff=float(r_max), full_list=True)
+    i, j, S = nl.compute(points=positions, box=cell, periodic=periodic, quantities="ijS")
+    edge_index = np.stack([i, j]).astype(np.int64)
+    shift_vec = S.astype(np.float64) @ cell if periodic else np.zeros((len(i), 3))
+    return edge_index, shift_vec
+
+
+@dataclass
+class Graph:
+    """One structure (or a batch of structures) as tensors.
+
+    Shapes: ``species`` ``[n]`` int64, ``pos`` ``[n, 3]`` Å, ``edge_index`` ``[2, e]``,
+    ``shift_vec`` ``[e, 3]`` Å, ``batch`` ``[n]`` structure index per atom,
+    ``n_atoms`` ``[b]``, ``cell`` ``[b, 3, 3]`` Å, ``volume`` ``[b]`` Å³ (0 if not periodic).
+    Labels (may be ``None``): ``energy`` ``[b]`` eV, ``forces`` ``[n, 3]`` eV/Å,
+    ``stress`` ``[b, 3, 3]`` eV/Å³ (ASE sign convention).
+    """
+
+    species: torch.Tensor
+    pos: torch.Tensor
+    edge_index: torch.Tensor
+    shift_vec: torch.Tensor
+    batch: torch.Tensor
+    n_atoms: torch.Tensor
+    cell: torch.Tensor
+    volume: torch.Tensor
+    energy: torch.Tensor | None = None
+    forces: torch.Tensor | None = None
+    stress: torch.Tensor | None = None
+
+    @property
+    def n_structures(self) -> int:
+        return int(self.n_atoms.shape[0])
+
+    def edge_vec(self, pos: torch.Tensor | None = None) -> torch.Tensor:
+        """``r_ij = pos[j] - pos[i] + shift`` for every edge, ``[e, 3]``."""
+        pos = self.pos if pos is None else pos
+        return pos[self.edge_index[1]] - pos[self.edge_index[0]] + self.shift_vec
+
+    def to(self, dtype: torch.dtype) -> "Graph":
+        """Floating-point fields cast to ``dtype`` (integer fields unchanged)."""
+        cast = lambda t: None if t is None else t.to(dtype)  # noqa: E731
+        return Graph(self.species, cast(self.pos), self.edge_index, cast(self.shift_vec), self.batch,
+                     self.n_atoms, cast(self.cell), cast(self.volume), cast(self.energy),
+                     cast(self.forces), cast(self.stress))
+
+
+def species_indices(atoms: Atoms, species: Sequence[str]) -> np.ndarray:
+    """Index of each atom's element in ``species``; ``DataError`` for an element the model lacks."""
+    lookup = {s: k for k, s in enumerate(species)}
+    symbols = atoms.get_chemical_symbols()
+    missing = sorted(set(symbols) - set(lookup))
+    if missing:
+        raise DataError(f"element(s) {missing} not among the model's species {list(species)}")
+    return np.array([lookup[s] for s in symbols], dtype=np.int64)
+
+
+def atoms_to_graph(atoms: Atoms, species: Sequence[str], r_max: float) -> Graph:
+    """Graph of one structure, with its labels if ``atoms`` carries them
+    (``info['energy']``, ``arrays['forces']``, ``info['stress']``; see ``mlff.data.io``)."""
+    edge_index, shift_vec = neighbor_graph(atoms, r_max)
+    n = len(atoms)
+    periodic = bool(np.all(atoms.pbc))
+    cell = np.asarray(atoms.cell.array, dtype=np.float64) if periodic else np.zeros((3, 3))
+    volume = abs(float(np.linalg.det(cell))) if periodic else 0.0
+    energy = atoms.info.get("energy")
+    forces = atoms.arrays.get("forces")
+    stress = atoms.info.get("stress")
+    if stress is not None:
+        stress = np.asarray(stress, dtype=np.float64)
+        if stress.shape == (6,):  # Voigt xx yy zz yz xz xy
+            xx, yy, zz, yz, xz, xy = stress
+            stress = np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
+    t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64))  # noqa: E731
+    return Graph(
+        species=torch.as_tensor(species_indices(atoms, species)),
+        pos=t(atoms.positions),
+        edge_index=torch.as_tensor(edge_index),
+        shift_vec=t(shift_vec),
+        batch=torch.zeros(n, dtype=torch.int64),
+        n_atoms=torch.tensor([n]),
+        cell=t(cell)[None],
+        volume=torch.tensor([volume], dtype=torch.float64),
+        energy=None if energy is None else torch.tensor([float(energy)], dtype=torch.float64),
+        forces=None if forces is None else t(forces),
+        stress=None if stress is None else t(stress)[None],
+    )
+
+
+def collate(graphs: Sequence[Graph]) -> Graph:
+    """Concatenate graphs into one disconnected batch graph (node indices offset)."""
+    offsets = np.cumsum([0] + [g.pos.shape[0] for g in graphs[:-1]])
+    cat = lambda name: torch.cat([getattr(g, name) for g in graphs])  # noqa: E731
+    labelled = lambda name: all(getattr(g, name) is not None for g in graphs)  # noqa: E731
+    return Graph(
+        species=cat("species"),
+        pos=cat("pos"),
+        edge_index=torch.cat([g.edge_index + int(o) for g, o in zip(graphs, offsets)], dim=1),
+        shift_vec=cat("shift_vec"),
+        batch=torch.cat([torch.full((g.pos.shape[0],), k, dtype=torch.int64) for k, g in enumerate(graphs)]),
+        n_atoms=cat("n_atoms"),
+        cell=cat("cell"),
+        volume=cat("volume"),
+        energy=cat("energy") if labelled("energy") else None,
+        forces=cat("forces") if labelled("forces") else None,
+        stress=cat("stress") if labelled("stress") else None,
+    )

@@ -1,0 +1,37 @@
+"""The interface every mlff energy model implements."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from .common import AtomicEnergyScale
+
+
+class EnergyModel(nn.Module):
+    """Base class: ``forward(species, edge_index, edge_vec) -> atomic_energy``.
+
+    Inputs follow ``docs/model_interface.md``: ``species`` ``[n]`` int64 indices into
+    ``self.species``, ``edge_index`` ``[2, e]`` int64 (centre, neighbour), ``edge_vec``
+    ``[e, 3]`` = ``x_j − x_i`` in Å. Output: atomic energies ``[n]`` in eV.
+
+    Subclasses set ``kind`` (registry name) and ``n_message_passing`` (how many
+    hops of ``r_max`` an atom's energy depends on), store their constructor
+    arguments in ``self.hparams`` so a checkpoint can rebuild them, and end with
+    ``self.energy_scale`` (an :class:`AtomicEnergyScale`).
+    """
+
+    kind: str = ""
+
+    def __init__(self, species: list[str], r_max: float, hparams: dict[str, Any]):
+        super().__init__()
+        self.species = list(species)
+        self.r_max = float(r_max)
+        self.hparams = dict(hparams)
+        self.n_message_passing = 1
+        self.energy_scale = AtomicEnergyScale(len(species))
+
+    def forward(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
