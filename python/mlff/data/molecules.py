@@ -1,0 +1,144 @@
+"""Starting geometries, built in code (no downloads).
+
+Molecules are built with RDKit from SMILES: explicit hydrogens, ETKDGv3
+embedding with a fixed random seed, then an MMFF94 relaxation (UFF if MMFF94
+has no parameters for the molecule); of a few embedded conformers the one
+with the lowest force-field energy is kept. They come back as non-periodic
+:class:`ase.Atoms` (``pbc=False``, no cell) with positions in Å.
+
+The molecule set is that of the MD17 benchmark (Chmiela et al., Sci. Adv. 3,
+e1603015 (2017)); only the starting geometry is built here, the trajectories
+are sampled by :mod:`mlff.data.generate`.
+
+Crystals (:func:`bulk_cu`, :func:`diamond_si`) are built with
+:func:`ase.build.bulk` in conventional cubic cells.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from ase import Atoms
+from ase.build import bulk
+
+from ..errors import DataError
+
+#: SMILES of the built-in molecules. Malonaldehyde is the enol tautomer
+#: ((Z)-3-hydroxyprop-2-enal, intramolecular O-H...O hydrogen bond) as in MD17.
+SMILES: dict[str, str] = {
+    "benzene": "c1ccccc1",
+    "toluene": "Cc1ccccc1",
+    "ethanol": "CCO",
+    "aspirin": "CC(=O)Oc1ccccc1C(=O)O",
+    "naphthalene": "c1ccc2ccccc2c1",
+    "uracil": "O=C1C=CNC(=O)N1",
+    "malonaldehyde": "O/C=C\\C=O",
+    "salicylic_acid": "OC(=O)c1ccccc1O",
+}
+
+#: Lattice constants (Å) of the built-in crystals.
+CU_LATTICE_A = 3.615
+SI_LATTICE_A = 5.431
+
+#: Seed of the ETKDG embedding: fixed so that every call gives the same geometry.
+EMBED_SEED = 0xF00D
+#: Conformers embedded per molecule; the lowest force-field energy one is kept
+#: (e.g. the intramolecularly hydrogen-bonded form of malonaldehyde).
+N_CONFORMERS = 10
+
+
+def molecule_names() -> list[str]:
+    """Names accepted by :func:`molecule`, sorted."""
+    return sorted(SMILES)
+
+
+def _normalise_name(name: str) -> str:
+    return name.strip().lower().replace("-", "_").replace(" ", "_")
+
+
+def molecule(name: str, seed: int = EMBED_SEED) -> Atoms:
+    """Build a relaxed 3D geometry of a named molecule.
+
+    Parameters
+    ----------
+    name
+        One of :func:`molecule_names` (case-insensitive; ``-``, ``_`` and
+        spaces are interchangeable, e.g. ``"salicylic acid"``).
+    seed
+        Random seed of the ETKDG embedding (fixed by default, so the result
+        is deterministic).
+
+    Returns
+    -------
+    ase.Atoms
+        Non-periodic (``pbc=False``, zero cell), positions ``float64 [n, 3]``
+        in Å, hydrogens explicit, heavy atoms first in SMILES order.
+        ``atoms.info["name"]`` holds the canonical name.
+
+    Raises
+    ------
+    DataError
+        If the name is unknown (the message lists the valid names) or RDKit
+        cannot embed the molecule.
+
+    Notes
+    -----
+    RDKit: ``Chem.AddHs(Chem.MolFromSmiles(smiles))``, ETKDGv3 embedding of
+    ``N_CONFORMERS`` conformers, MMFF94 optimisation (UFF as a fallback) of
+    each, and the lowest-energy conformer is returned. The geometry is a force-field
+    minimum, not a GFN2-xTB one; MD equilibration takes care of the rest.
+    """
+    key = _normalise_name(name)
+    if key not in SMILES:
+        raise DataError(
+            f"unknown molecule {name!r}; valid names: {', '.join(molecule_names())}"
+        )
+    from rdkit import Chem
+    from rdkit.Chem import AllChem
+
+    mol = Chem.AddHs(Chem.MolFromSmiles(SMILES[key]))
+    params = AllChem.ETKDGv3()
+    params.randomSeed = int(seed)
+    conf_ids = list(AllChem.EmbedMultipleConfs(mol, numConfs=N_CONFORMERS, params=params))
+    if not conf_ids:
+        raise DataError(f"RDKit could not embed molecule {name!r} (seed {seed})")
+    if AllChem.MMFFHasAllMoleculeParams(mol):
+        results = AllChem.MMFFOptimizeMoleculeConfs(mol, maxIters=2000)
+    else:  # pragma: no cover - all built-in molecules have MMFF94 parameters
+        results = AllChem.UFFOptimizeMoleculeConfs(mol, maxIters=2000)
+    # lowest force-field energy; ties (symmetry-equivalent conformers) -> first
+    best = min(range(len(conf_ids)), key=lambda i: (round(results[i][1], 6), i))
+    symbols = [a.GetSymbol() for a in mol.GetAtoms()]
+    positions = np.asarray(mol.GetConformer(conf_ids[best]).GetPositions(), dtype=np.float64)
+    atoms = Atoms(symbols=symbols, positions=positions, pbc=False)
+    atoms.info["name"] = key
+    return atoms
+
+
+def _check_rep(n_rep: int) -> int:
+    if int(n_rep) != n_rep or n_rep < 1:
+        raise DataError(f"n_rep must be a positive integer, got {n_rep!r}")
+    return int(n_rep)
+
+
+def bulk_cu(n_rep: int = 2) -> Atoms:
+    """fcc Cu, ``n_rep x n_rep x n_rep`` conventional cubic cells (a = 3.615 Å).
+
+    Returns a periodic :class:`ase.Atoms` with ``4 * n_rep**3`` atoms (32 for
+    ``n_rep=2``), positions in Å. Raises :class:`DataError` if ``n_rep < 1``.
+    """
+    n = _check_rep(n_rep)
+    atoms = bulk("Cu", "fcc", a=CU_LATTICE_A, cubic=True).repeat((n, n, n))
+    atoms.info["name"] = f"cu_fcc_{n}x{n}x{n}"
+    return atoms
+
+
+def diamond_si(n_rep: int = 2) -> Atoms:
+    """Diamond-cubic Si, ``n_rep x n_rep x n_rep`` conventional cells (a = 5.431 Å).
+
+    Returns a periodic :class:`ase.Atoms` with ``8 * n_rep**3`` atoms (64 for
+    ``n_rep=2``), positions in Å. Raises :class:`DataError` if ``n_rep < 1``.
+    """
+    n = _check_rep(n_rep)
+    atoms = bulk("Si", "diamond", a=SI_LATTICE_A, cubic=True).repeat((n, n, n))
+    atoms.info["name"] = f"si_diamond_{n}x{n}x{n}"
+    return atoms
