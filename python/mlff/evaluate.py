@@ -1,0 +1,53 @@
+"""``mlff eval``: energy and force errors of a deployed model on labelled data."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .calculator import predict
+from .data.io import read_dataset
+from .deploy import load_deployed
+
+
+def evaluate_model(model_path: str | Path, data_path: str | Path) -> dict[str, float | int]:
+    """Errors of the deployed model at ``model_path`` on the frames of ``data_path``.
+
+    Returns ``energy_mae_meV_per_atom``, ``energy_rmse_meV_per_atom`` (per-atom energy
+    errors), ``force_mae_meV_per_A``, ``force_rmse_meV_per_A`` (over force components)
+    and ``n_structures``. Raises ``ModelFileError``/``DataError`` naming the bad file.
+    """
+    module, meta = load_deployed(model_path)
+    frames = read_dataset(data_path)
+    de, df = [], []
+    for atoms in frames:
+        res = predict(module, meta, atoms)
+        de.append((res["energy"] - atoms.info["energy"]) / len(atoms))
+        df.append((res["forces"] - atoms.arrays["forces"]).ravel())
+    de, df = 1e3 * np.asarray(de), 1e3 * np.concatenate(df)
+    return {"energy_mae_meV_per_atom": float(np.abs(de).mean()), "energy_rmse_meV_per_atom": float(math.sqrt((de**2).mean())),
+            "force_mae_meV_per_A": float(np.abs(df).mean()), "force_rmse_meV_per_A": float(math.sqrt((df**2).mean())),
+            "n_structures": len(frames)}
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("eval", help="score a deployed model on labelled extxyz data")
+    p.add_argument("model", type=Path, help="deployed model (mlff-deploy output)")
+    p.add_argument("data", type=Path, help="labelled extxyz (energy and forces)")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    m = evaluate_model(args.model, args.data)
+    if args.json:
+        print(json.dumps(m, indent=2))
+    else:
+        print(f"{args.data}: {m['n_structures']} structures\n"
+              f"  energy MAE  {m['energy_mae_meV_per_atom']:10.3f} meV/atom   RMSE {m['energy_rmse_meV_per_atom']:10.3f} meV/atom\n"
+              f"  force  MAE  {m['force_mae_meV_per_A']:10.3f} meV/Å       RMSE {m['force_rmse_meV_per_A']:10.3f} meV/Å")
+    return 0

@@ -1,0 +1,82 @@
+"""``mlff train``: train a model on labelled extxyz files."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from ..data.io import read_dataset
+from ..errors import ConfigError
+from ..models import MODELS
+from .config import TrainConfig
+from .trainer import Trainer
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("train", help="train a model on labelled extxyz data",
+                              description="Train a model on energies and forces. Options given on the command line "
+                                          "override those in --config (YAML with the same names, '-' as '_').")
+    p.add_argument("--model", choices=sorted(MODELS), help="model kind (default schnet)")
+    p.add_argument("--train", required=True, type=Path, help="training data (extxyz with energy and forces)")
+    p.add_argument("--valid", type=Path, help="validation data; if omitted, --n-valid random training frames are held out")
+    p.add_argument("--n-valid", type=int, help="frames held out of --train for validation (default 10%%)")
+    p.add_argument("--n-train", type=int, help="use only this many (random) training frames")
+    p.add_argument("--out", required=True, type=Path, help="run directory (checkpoints, metrics.csv, learning_curve.png)")
+    p.add_argument("--config", type=Path, help="YAML file of training options")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from last.ckpt")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--max-minutes", type=float, help="stop after this much wall time (minutes)")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float, help="initial learning rate (Adam)")
+    p.add_argument("--energy-weight", type=float, help="ρ: weight of the per-atom energy loss relative to forces")
+    p.add_argument("--r-max", type=float, help="cutoff radius (Å)")
+    p.add_argument("--dtype", choices=["float32", "float64"])
+    p.add_argument("--seed", type=int)
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--features", type=int, help="SchNet: feature width (n_features)")
+    p.add_argument("--interactions", type=int, help="SchNet: interaction blocks (n_interactions)")
+    p.add_argument("--no-progress", action="store_true", help="print one line per epoch instead of a progress bar")
+    p.set_defaults(func=run)
+
+
+def _split(frames, n_train, n_valid, seed):
+    order = np.random.default_rng(seed).permutation(len(frames))
+    n_valid = max(1, len(frames) // 10) if n_valid is None else n_valid
+    if n_valid >= len(frames):
+        raise ConfigError(f"--n-valid {n_valid} leaves no training frames out of {len(frames)}")
+    valid = [frames[k] for k in order[:n_valid]]
+    train = [frames[k] for k in order[n_valid:]]
+    return train, valid
+
+
+def run(args: argparse.Namespace) -> int:
+    overrides = {"model": args.model, "epochs": args.epochs, "max_minutes": args.max_minutes,
+                 "batch_size": args.batch_size, "lr": args.lr, "energy_weight": args.energy_weight,
+                 "r_max": args.r_max, "dtype": args.dtype, "seed": args.seed, "threads": args.threads}
+    if args.resume:
+        trainer = Trainer.resume(args.out, {"epochs": args.epochs, "max_minutes": args.max_minutes})
+        config = trainer.config
+    else:
+        config = TrainConfig.from_sources(args.config, overrides)
+        params = dict(config.model_params)
+        if args.features is not None:
+            params["n_features"] = args.features
+        if args.interactions is not None:
+            params["n_interactions"] = args.interactions
+        config.model_params = params
+        if (args.out / "last.ckpt").exists():
+            raise ConfigError(f"{args.out} already holds a run (last.ckpt); use --resume or another --out")
+        trainer = Trainer(config, args.out)
+    frames = read_dataset(args.train)
+    if args.valid is not None:
+        train, valid = frames, read_dataset(args.valid)
+    else:
+        train, valid = _split(frames, None, args.n_valid, config.seed)
+    if args.n_train is not None:
+        if args.n_train > len(train):
+            raise ConfigError(f"--n-train {args.n_train} exceeds the {len(train)} available training frames")
+        train = [train[k] for k in np.random.default_rng(config.seed + 1).permutation(len(train))[:args.n_train]]
+    trainer.fit(train, valid, progress=not args.no_progress)
+    return 0

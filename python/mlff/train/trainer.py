@@ -1,0 +1,254 @@
+"""The training loop: energy + force loss, Adam, plateau LR decay, EMA weights,
+early stopping, atomic checkpoints, resumption, CSV metrics and a learning curve.
+
+Outputs in the run directory:
+
+* ``best.ckpt`` — the EMA weights with the lowest validation force MAE so far;
+* ``last.ckpt`` — everything needed by ``--resume`` (written after every epoch);
+* ``metrics.csv`` — one row per epoch; ``learning_curve.png``; ``config.yaml``.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import yaml
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tqdm import tqdm
+
+from ..errors import ConfigError
+from ..graph import Graph, atoms_to_graph, collate
+from ..models import EnergyModel, build_model
+from .checkpoint import load_checkpoint, model_record, save_checkpoint
+from .config import TrainConfig
+from .statistics import fit_energy_scale
+
+METRIC_FIELDS = ["epoch", "lr", "train_loss", "train_energy_mae", "train_force_mae", "valid_energy_mae",
+                 "valid_force_mae", "valid_energy_rmse", "valid_force_rmse", "wall_s", "cpu_s"]
+
+
+def energy_and_forces(model: EnergyModel, batch: Graph, create_graph: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Total energies ``[b]`` (eV) and forces ``[n, 3]`` (eV/Å) of a batch; forces are
+    ``−∂E/∂x`` by autograd (``create_graph`` for force training)."""
+    pos = batch.pos.detach().requires_grad_(True)
+    atomic = model(batch.species, batch.edge_index, batch.edge_vec(pos))
+    energy = torch.zeros(batch.n_structures, dtype=atomic.dtype).index_add_(0, batch.batch, atomic)
+    (grad,) = torch.autograd.grad(energy.sum(), pos, create_graph=create_graph)
+    return energy, -grad
+
+
+@dataclass
+class Errors:
+    """Running sums of absolute and squared errors (energy per atom, force components)."""
+
+    e_abs: float = 0.0
+    e_sq: float = 0.0
+    n_e: int = 0
+    f_abs: float = 0.0
+    f_sq: float = 0.0
+    n_f: int = 0
+
+    def add(self, e_pred, e_ref, n_atoms, f_pred, f_ref) -> None:
+        de = ((e_pred - e_ref) / n_atoms).detach().double()
+        df = (f_pred - f_ref).detach().double()
+        self.e_abs += float(de.abs().sum()); self.e_sq += float((de**2).sum()); self.n_e += de.numel()
+        self.f_abs += float(df.abs().sum()); self.f_sq += float((df**2).sum()); self.n_f += df.numel()
+
+    def summary(self) -> dict[str, float]:
+        """MAE/RMSE in meV/atom (energy) and meV/Å (forces)."""
+        return {"energy_mae": 1e3 * self.e_abs / max(self.n_e, 1), "energy_rmse": 1e3 * math.sqrt(self.e_sq / max(self.n_e, 1)),
+                "force_mae": 1e3 * self.f_abs / max(self.n_f, 1), "force_rmse": 1e3 * math.sqrt(self.f_sq / max(self.n_f, 1))}
+
+
+def evaluate_graphs(model: EnergyModel, graphs: Sequence[Graph], batch_size: int) -> dict[str, float]:
+    """Energy and force errors of ``model`` on labelled graphs (see :class:`Errors`)."""
+    errors = Errors()
+    for start in range(0, len(graphs), batch_size):
+        batch = collate(graphs[start:start + batch_size])
+        energy, forces = energy_and_forces(model, batch, create_graph=False)
+        errors.add(energy, batch.energy, batch.n_atoms, forces, batch.forces)
+    return errors.summary()
+
+
+class Trainer:
+    """Trains one model on labelled structures.
+
+    ``Trainer(config, out_dir).fit(train_atoms, valid_atoms)`` or, to continue an
+    interrupted run, ``Trainer.resume(out_dir).fit(train_atoms, valid_atoms)``.
+    """
+
+    def __init__(self, config: TrainConfig, out_dir: str | Path, model: EnergyModel | None = None):
+        self.config = config.validate()
+        self.out = Path(out_dir)
+        self.dtype = getattr(torch, config.dtype)
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        torch.manual_seed(config.seed)
+        self.model = model
+        self.resume_state: dict | None = None
+
+    @classmethod
+    def resume(cls, out_dir: str | Path, overrides: dict | None = None) -> "Trainer":
+        """A trainer that continues from ``out_dir/last.ckpt`` (``overrides`` may extend ``epochs``/``max_minutes``)."""
+        from .checkpoint import model_from_record
+
+        record = load_checkpoint(Path(out_dir) / "last.ckpt")
+        values = dict(record["config"])
+        values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+        trainer = cls(TrainConfig(**values), out_dir, model=model_from_record(record))
+        trainer.resume_state = record
+        return trainer
+
+    # ------------------------------------------------------------------ setup
+    def _graphs(self, frames, species) -> list[Graph]:
+        return [atoms_to_graph(a, species, self.config.r_max).to(self.dtype) for a in frames]
+
+    def _species(self, frames) -> list[str]:
+        from ase.data import atomic_numbers
+
+        symbols = {s for a in frames for s in a.get_chemical_symbols()}
+        return sorted(symbols, key=lambda s: atomic_numbers[s])
+
+    # ------------------------------------------------------------------ loop
+    def fit(self, train_frames, valid_frames, progress: bool = True,
+            log: Callable[[str], None] = print) -> dict[str, float]:
+        cfg = self.config
+        if len(train_frames) == 0 or len(valid_frames) == 0:
+            raise ConfigError("training and validation sets must both be non-empty")
+        if self.model is None:
+            self.model = build_model(cfg.model, self._species(list(train_frames) + list(valid_frames)), cfg.r_max,
+                                     dtype=self.dtype, **cfg.model_params)
+        model = self.model
+        train = self._graphs(train_frames, model.species)
+        valid = self._graphs(valid_frames, model.species)
+        if self.resume_state is None:
+            stats = fit_energy_scale(model, train)
+            log(f"fitted reference energies {stats['reference_energy']} eV, scale {stats['scale']:.4f} eV")
+
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=cfg.lr_factor,
+                                                               patience=cfg.lr_patience, min_lr=cfg.min_lr)
+        history: list[dict] = []
+        start_epoch, best, since_best = 0, math.inf, 0
+        wall0, cpu0 = 0.0, 0.0
+        rng = np.random.default_rng(cfg.seed)
+        if self.resume_state is not None:
+            st = self.resume_state
+            ema.load_state_dict(st["ema_state"])
+            optimizer.load_state_dict(st["optimizer_state"])
+            scheduler.load_state_dict(st["scheduler_state"])
+            history = st["history"]
+            start_epoch, best, since_best = st["epoch"], st["best_valid_force_mae"], st["since_best"]
+            wall0, cpu0 = history[-1]["wall_s"], history[-1]["cpu_s"]
+            rng.bit_generator.state = st["rng_state"]
+            torch.set_rng_state(st["torch_rng_state"])
+            log(f"resuming {self.out} after epoch {start_epoch} (best valid force MAE {best:.2f} meV/Å)")
+
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        n_params = sum(p.numel() for p in model.parameters())
+        log(f"training {cfg.model} ({n_params:,} parameters, {cfg.dtype}) on {len(train)} structures, "
+            f"validating on {len(valid)}; output in {self.out}")
+
+        t_wall, t_cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        bar = tqdm(range(start_epoch, cfg.epochs), initial=start_epoch, total=cfg.epochs, disable=not progress,
+                   desc="epochs", unit="epoch")
+        stop_reason = "epochs done"
+        for epoch in bar:
+            model.train()
+            errors, loss_sum = Errors(), 0.0
+            order = rng.permutation(len(train))
+            for start in range(0, len(order), cfg.batch_size):
+                batch = collate([train[k] for k in order[start:start + cfg.batch_size]])
+                energy, forces = energy_and_forces(model, batch, create_graph=True)
+                loss = cfg.energy_weight * torch.mean(((energy - batch.energy) / batch.n_atoms) ** 2) \
+                    + torch.mean((forces - batch.forces) ** 2)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                ema.update_parameters(model)
+                loss_sum += float(loss.detach()) * batch.n_structures
+                errors.add(energy, batch.energy, batch.n_atoms, forces, batch.forces)
+            if not all(math.isfinite(p.detach().sum().item()) for p in model.parameters()):
+                raise FloatingPointError(f"training diverged at epoch {epoch + 1} (non-finite weights); "
+                                         f"lower the learning rate (now {optimizer.param_groups[0]['lr']:g})")
+            val = evaluate_graphs(ema.module, valid, cfg.valid_batch_size)
+            tr = errors.summary()
+            row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": loss_sum / len(train),
+                   "train_energy_mae": tr["energy_mae"], "train_force_mae": tr["force_mae"],
+                   "valid_energy_mae": val["energy_mae"], "valid_force_mae": val["force_mae"],
+                   "valid_energy_rmse": val["energy_rmse"], "valid_force_rmse": val["force_rmse"],
+                   "wall_s": time.perf_counter() - t_wall, "cpu_s": time.process_time() - t_cpu}
+            history.append(row)
+            scheduler.step(val["force_mae"])
+            if val["force_mae"] < best:
+                best, since_best = val["force_mae"], 0
+                save_checkpoint(self.out / "best.ckpt", {**model_record(ema.module), "config": cfg.to_dict(),
+                                                         "epoch": epoch + 1, "valid": val})
+            else:
+                since_best += 1
+            save_checkpoint(self.out / "last.ckpt", {
+                **model_record(model), "config": cfg.to_dict(), "epoch": epoch + 1, "history": history,
+                "ema_state": ema.state_dict(), "optimizer_state": optimizer.state_dict(),
+                "scheduler_state": scheduler.state_dict(), "best_valid_force_mae": best, "since_best": since_best,
+                "rng_state": rng.bit_generator.state, "torch_rng_state": torch.get_rng_state()})
+            self._write_metrics(history)
+            bar.set_postfix(F=f"{val['force_mae']:.1f}", E=f"{val['energy_mae']:.2f}", best=f"{best:.1f}",
+                            lr=f"{row['lr']:.1e}")
+            if not progress:
+                log(f"epoch {epoch + 1}: valid force MAE {val['force_mae']:.2f} meV/Å, energy MAE "
+                    f"{val['energy_mae']:.2f} meV/atom, lr {row['lr']:.2e}")
+            if since_best >= cfg.early_stopping_patience:
+                stop_reason = f"early stopping: no improvement for {since_best} epochs"
+                break
+            if optimizer.param_groups[0]["lr"] <= cfg.min_lr and since_best >= cfg.lr_patience:
+                stop_reason = f"learning rate reached min_lr {cfg.min_lr:g}"
+                break
+            if cfg.max_minutes is not None and row["wall_s"] >= 60 * cfg.max_minutes:
+                stop_reason = f"time budget of {cfg.max_minutes:g} min reached"
+                break
+        bar.close()
+        self._plot(history)
+        last = history[-1]
+        log(f"{stop_reason} after {last['epoch']} epochs, {last['wall_s'] / 60:.1f} min wall, "
+            f"{last['cpu_s'] / 60:.1f} CPU-min; best valid force MAE {best:.2f} meV/Å -> {self.out / 'best.ckpt'}")
+        return {"best_valid_force_mae": best, "epochs": last["epoch"], "wall_s": last["wall_s"],
+                "cpu_s": last["cpu_s"], "stop_reason": stop_reason}
+
+    # ------------------------------------------------------------------ outputs
+    def _write_metrics(self, history: list[dict]) -> None:
+        with open(self.out / "metrics.csv", "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=METRIC_FIELDS)
+            writer.writeheader()
+            writer.writerows(history)
+        if len(history) % 10 == 0:
+            self._plot(history)
+
+    def _plot(self, history: list[dict]) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        epochs = [r["epoch"] for r in history]
+        fig, (ax_f, ax_e) = plt.subplots(1, 2, figsize=(10, 4))
+        ax_f.semilogy(epochs, [r["train_force_mae"] for r in history], label="train")
+        ax_f.semilogy(epochs, [r["valid_force_mae"] for r in history], label="validation (EMA)")
+        ax_f.set(xlabel="epoch", ylabel="force MAE (meV/Å)")
+        ax_e.semilogy(epochs, [r["train_energy_mae"] for r in history], label="train")
+        ax_e.semilogy(epochs, [r["valid_energy_mae"] for r in history], label="validation (EMA)")
+        ax_e.set(xlabel="epoch", ylabel="energy MAE (meV/atom)")
+        for ax in (ax_f, ax_e):
+            ax.legend()
+            ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(self.out / "learning_curve.png", dpi=100)
+        plt.close(fig)

@@ -1,0 +1,71 @@
+"""Shared fixtures: small labelled datasets and deployed models, built once per session."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from ase import units
+from ase.build import bulk
+from ase.calculators.emt import EMT
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.io import write
+from ase.md.verlet import VelocityVerlet
+from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+
+from mlff.data.molecules import molecule
+from mlff.deploy import export_model
+from mlff.models import build_model
+
+
+def emt_frames(atoms, n_frames: int, seed: int = 0):
+    """Short EMT MD: labelled frames without tblite (fast, deterministic)."""
+    atoms = atoms.copy()
+    atoms.calc = EMT()
+    MaxwellBoltzmannDistribution(atoms, temperature_K=800, rng=np.random.default_rng(seed))
+    dyn = VelocityVerlet(atoms, 0.5 * units.fs)
+    frames = []
+    for _ in range(n_frames):
+        dyn.run(4)
+        frame = atoms.copy()
+        frame.calc = SinglePointCalculator(frame, energy=atoms.get_potential_energy(), forces=atoms.get_forces())
+        frames.append(frame)
+    return frames
+
+
+@pytest.fixture(scope="session")
+def toluene_emt_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "toluene_emt.extxyz"
+    write(path, emt_frames(molecule("toluene"), 40), format="extxyz")
+    return path
+
+
+def random_schnet(species, seed=0, **hparams):
+    """A SchNet with random (non-zero) readout so energies and forces are non-trivial."""
+    torch.manual_seed(seed)
+    model = build_model("schnet", species, hparams.pop("r_max", 5.0), dtype=torch.float64,
+                        **{"n_features": 16, "n_interactions": 3, **hparams})
+    torch.nn.init.normal_(model.readout[-1].weight, std=0.5)
+    model.energy_scale.scale.fill_(0.5)
+    return model
+
+
+@pytest.fixture(scope="session")
+def deployed_toluene(tmp_path_factory):
+    path = tmp_path_factory.mktemp("models") / "schnet_CH.pt"
+    export_model(random_schnet(["C", "H"]), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def deployed_cu(tmp_path_factory):
+    path = tmp_path_factory.mktemp("models") / "schnet_Cu.pt"
+    export_model(random_schnet(["Cu"], seed=1), path)
+    return path
+
+
+@pytest.fixture
+def cu_box():
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(3)
+    atoms.rattle(0.05, seed=3)
+    return atoms

@@ -1,0 +1,105 @@
+"""`mlff train`, `mlff-deploy` and `mlff eval` through the command line, good and bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+import yaml
+from ase.build import molecule as ase_molecule
+from ase.io import write
+
+from mlff.cli import main as mlff
+from mlff.deploy import main as mlff_deploy
+from mlff.train import checkpoint
+
+
+def train_args(data, out, *extra):
+    return ["train", "--model", "schnet", "--train", str(data), "--out", str(out), "--features", "16",
+            "--n-valid", "8", "--no-progress", *extra]
+
+
+def test_train_deploy_eval_and_resume(toluene_emt_file, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert mlff(train_args(toluene_emt_file, run, "--epochs", "2")) == 0
+    for name in ("best.ckpt", "last.ckpt", "metrics.csv", "learning_curve.png", "config.yaml"):
+        assert (run / name).is_file(), name
+    # --resume continues after the last epoch instead of starting over
+    assert mlff(["train", "--train", str(toluene_emt_file), "--out", str(run), "--resume", "--epochs", "4",
+                 "--n-valid", "8", "--no-progress"]) == 0
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+
+    model = tmp_path / "model.pt"
+    assert mlff_deploy([str(run / "best.ckpt"), "-o", str(model)]) == 0
+    capsys.readouterr()
+    assert mlff(["eval", str(model), str(toluene_emt_file), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert set(metrics) == {"energy_mae_meV_per_atom", "energy_rmse_meV_per_atom", "force_mae_meV_per_A",
+                            "force_rmse_meV_per_A", "n_structures"}
+    assert metrics["n_structures"] == 40 and 0 < metrics["force_mae_meV_per_A"] < metrics["force_rmse_meV_per_A"]
+
+
+def test_yaml_config_and_flag_override(toluene_emt_file, tmp_path):
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump({"epochs": 1, "lr": 5e-4, "batch_size": 4, "model_params": {"n_interactions": 2}}))
+    run = tmp_path / "run"
+    assert mlff(train_args(toluene_emt_file, run, "--config", str(cfg), "--lr", "2e-4")) == 0
+    stored = yaml.safe_load((run / "config.yaml").read_text())
+    assert stored["lr"] == 2e-4 and stored["batch_size"] == 4 and stored["model_params"]["n_interactions"] == 2
+
+
+def bad_files(tmp_path):
+    garbage = tmp_path / "garbage.extxyz"
+    garbage.write_text("this is not\nan xyz file\n")
+    unlabelled = tmp_path / "unlabelled.extxyz"
+    write(unlabelled, [ase_molecule("CH4")] * 3, format="extxyz")
+    return {"garbage": garbage, "unlabelled": unlabelled, "missing": tmp_path / "nope.extxyz"}
+
+
+@pytest.mark.parametrize("kind", ["garbage", "unlabelled", "missing"])
+def test_train_rejects_bad_data_naming_the_file(kind, tmp_path, capsys):
+    path = bad_files(tmp_path)[kind]
+    assert mlff(train_args(path, tmp_path / "run", "--epochs", "1")) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and "error" in err
+
+
+@pytest.mark.parametrize("kind", ["garbage", "unlabelled", "missing"])
+def test_eval_rejects_bad_data_naming_the_file(kind, deployed_toluene, tmp_path, capsys):
+    path = bad_files(tmp_path)[kind]
+    assert mlff(["eval", str(deployed_toluene), str(path)]) == 2
+    assert str(path) in capsys.readouterr().err
+
+
+def test_eval_rejects_a_file_that_is_not_a_model(toluene_emt_file, tmp_path, capsys):
+    fake = tmp_path / "model.pt"
+    fake.write_text("not a model")
+    assert mlff(["eval", str(fake), str(toluene_emt_file)]) == 2
+    assert str(fake) in capsys.readouterr().err
+
+
+def test_unknown_config_option_is_named(toluene_emt_file, tmp_path, capsys):
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text("learning_rate: 0.1\n")
+    assert mlff(train_args(toluene_emt_file, tmp_path / "run", "--config", str(cfg))) == 2
+    assert "learning_rate" in capsys.readouterr().err
+
+
+def test_interrupted_save_keeps_the_good_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "best.ckpt"
+    checkpoint.save_checkpoint(path, {"format": checkpoint.FORMAT, "epoch": 1})
+
+    def crash(obj, fh):
+        fh.write(b"half a checkpoint")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save_checkpoint(path, {"format": checkpoint.FORMAT, "epoch": 2})
+    monkeypatch.undo()
+    assert checkpoint.load_checkpoint(path)["epoch"] == 1
+    assert list(tmp_path.iterdir()) == [path]  # no stray temporary file
