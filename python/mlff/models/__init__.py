@@ -8,9 +8,12 @@ import torch
 
 from ..errors import ConfigError
 from .base import EnergyModel
+from .bp import BehlerParrinello
+from .dtnn import DTNN
+from .mbe import ManyBodyExpansion
 from .schnet import SchNet
 
-MODELS: dict[str, type[EnergyModel]] = {cls.kind: cls for cls in (SchNet,)}
+MODELS: dict[str, type[EnergyModel]] = {cls.kind: cls for cls in (SchNet, BehlerParrinello, DTNN, ManyBodyExpansion)}
 
 
 def build_model(kind: str, species: list[str], r_max: float, dtype: torch.dtype = torch.float64,
@@ -28,4 +31,4 @@ def build_model(kind: str, species: list[str], r_max: float, dtype: torch.dtype 
     return model.to(dtype)
 
 
-__all__ = ["EnergyModel", "MODELS", "build_model", "SchNet"]
+__all__ = ["EnergyModel", "MODELS", "build_model", "SchNet", "BehlerParrinello", "DTNN", "ManyBodyExpansion"]
