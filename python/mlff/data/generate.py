@@ -252,7 +252,9 @@ def _thermalize(atoms: Atoms, temperature_K: float, rng: np.random.Generator) ->
 def _snapshot(system: Atoms, want_stress: bool, step: int, timestep_fs: float) -> Atoms:
     results = {
         "energy": float(system.get_potential_energy()),
-        "forces": np.array(system.get_forces(), dtype=np.float64),
+        # apply_constraint=False: the MD-only FixCom rewrites forces of mixed-mass
+        # systems; the label must be the calculator's -dE/dx.
+        "forces": np.array(system.get_forces(apply_constraint=False), dtype=np.float64),
     }
     if want_stress:
         try:
