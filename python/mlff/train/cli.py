@@ -28,6 +28,7 @@ def register(subparsers) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from last.ckpt")
     p.add_argument("--epochs", type=int)
     p.add_argument("--max-minutes", type=float, help="stop after this much wall time (minutes)")
+    p.add_argument("--max-cpu-minutes", type=float, help="stop after this much CPU time (minutes, all threads)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float, help="initial learning rate (Adam)")
     p.add_argument("--energy-weight", type=float, help="ρ: weight of the per-atom energy loss relative to forces")
@@ -53,10 +54,12 @@ def _split(frames, n_train, n_valid, seed):
 
 def run(args: argparse.Namespace) -> int:
     overrides = {"model": args.model, "epochs": args.epochs, "max_minutes": args.max_minutes,
+                 "max_cpu_minutes": args.max_cpu_minutes,
                  "batch_size": args.batch_size, "lr": args.lr, "energy_weight": args.energy_weight,
                  "r_max": args.r_max, "dtype": args.dtype, "seed": args.seed, "threads": args.threads}
     if args.resume:
-        trainer = Trainer.resume(args.out, {"epochs": args.epochs, "max_minutes": args.max_minutes})
+        trainer = Trainer.resume(args.out, {"epochs": args.epochs, "max_minutes": args.max_minutes,
+                                             "max_cpu_minutes": args.max_cpu_minutes})
         config = trainer.config
     else:
         config = TrainConfig.from_sources(args.config, overrides)

@@ -14,7 +14,8 @@ from ..errors import ConfigError
 
 @dataclass
 class TrainConfig:
-    """All training hyperparameters. Units: energies eV, forces eV/Å, time minutes.
+    """All training hyperparameters. Units: energies eV, forces eV/Å, time minutes
+    (``max_minutes`` wall clock, ``max_cpu_minutes`` process CPU time, all threads).
 
     The loss is ``ρ · mean((ΔE / n_atoms)²) + mean(ΔF²)`` over a batch, with
     ``ρ = energy_weight`` (Schütt thesis Eq. 5.3 uses total energies and ρ = 0.01;
@@ -27,6 +28,7 @@ class TrainConfig:
     dtype: str = "float32"
     epochs: int = 1000
     max_minutes: float | None = None
+    max_cpu_minutes: float | None = None
     batch_size: int = 5
     valid_batch_size: int = 50
     lr: float = 1e-3
