@@ -146,6 +146,13 @@ def test_calculator_override_on_a_preset():
     frames, s = generate_preset("ethanol", n_frames=2, interval=1, equilibration_fs=0,
                                 calculator="emt", progress=False)
     assert s.calculator == "emt" and len(frames) == 2
+    # labels are the calculator's own forces, not the FixCom-constrained MD forces
+    # (ethanol has mixed masses, so the two differ)
+    for f in frames:
+        assert not f.constraints
+        ref = Atoms(f.numbers, positions=f.positions)
+        ref.calc = EMT()
+        np.testing.assert_allclose(f.get_forces(), ref.get_forces(), atol=1e-10)
 
 
 def test_xtb_toluene_cli_end_to_end(tmp_path, capsys):
@@ -160,6 +167,12 @@ def test_xtb_toluene_cli_end_to_end(tmp_path, capsys):
     assert frames[0].get_chemical_formula(mode="hill") == "C7H8"
     assert all(f.arrays["forces"].shape == (15, 3) for f in frames)
     assert all(-600 < f.info["energy"] < -400 for f in frames)  # GFN2-xTB total energy, eV
+    calc = make_calculator("xtb")
+    for f in frames:  # labels = fresh GFN2-xTB single points (up to SCC convergence)
+        ref = Atoms(f.numbers, positions=f.positions)
+        ref.calc = calc
+        assert ref.get_potential_energy() == pytest.approx(f.info["energy"], abs=1e-6)
+        np.testing.assert_allclose(ref.get_forces(), f.arrays["forces"], atol=1e-3)
     # same seed -> same frames
     out2 = tmp_path / "again.extxyz"
     assert _cli(args[:3] + [str(out2)] + args[4:]) == 0

@@ -258,7 +258,7 @@ def _snapshot(system: Atoms, want_stress: bool, step: int, timestep_fs: float) -
     }
     if want_stress:
         try:
-            results["stress"] = np.array(system.get_stress(voigt=True), dtype=np.float64)
+            results["stress"] = np.array(system.get_stress(voigt=True, apply_constraint=False), dtype=np.float64)
         except (PropertyNotImplementedError, NotImplementedError):
             pass
     frame = system.copy()  # copies positions, momenta, cell, pbc, info; not the calculator
