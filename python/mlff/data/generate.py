@@ -168,8 +168,10 @@ def sample_md(
     momentum removed and, for non-periodic systems, angular momentum removed
     (both rescaled back to ``temperature_K``). Integrator:
     ``ase.md.langevin.Langevin``; the centre of mass is held fixed with an
-    ``ase.constraints.FixCom`` constraint during the run (the recorded frames
-    carry no constraint). The instantaneous temperature counts ``3N - 3``
+    ``ase.constraints.FixCom`` constraint during the run. The recorded frames
+    carry no constraint and their labels are the calculator's unconstrained
+    energy, forces and stress (FixCom would otherwise remove the mass-weighted
+    net force from the forces of a mixed-mass molecule). The instantaneous temperature counts ``3N - 3``
     degrees of freedom.
     """
     from ase.constraints import FixCom
