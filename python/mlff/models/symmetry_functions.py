@@ -150,14 +150,27 @@ class SymmetryFunctions(nn.Module):
         self.only_g4 = all(p[0] == 4.0 for p in angular)
         f64 = torch.float64
         rad = torch.tensor(radial, dtype=f64).reshape(-1, 2)
-        ang = torch.tensor(angular, dtype=f64).reshape(-1, 4)
         self.register_buffer("radial_eta", rad[:, 0].clone())
         self.register_buffer("radial_rs", rad[:, 1].clone())
-        self.register_buffer("angular_is_g4", (ang[:, 0] == 4.0).to(f64))
-        self.register_buffer("angular_eta", ang[:, 1].clone())
-        self.register_buffer("angular_zeta", ang[:, 2].clone())
-        self.register_buffer("angular_lambda", ang[:, 3].clone())
-        self.register_buffer("angular_prefactor", torch.pow(2.0, 1.0 - ang[:, 2]))
+        # Angular terms factorise as A(λ, ζ; cos θ) · B(kind, η; distances): both factors are
+        # computed on their unique parameter values only, the per-triplet product grid is
+        # formed just before the scatter, and the requested functions are picked out of the
+        # per-atom sums. This keeps autograd's saved tensors at [T, n_unique] instead of [T, n_angular].
+        lz = list(dict.fromkeys((p[3], p[2]) for p in angular))
+        eta4 = list(dict.fromkeys(p[1] for p in angular if p[0] == 4.0))
+        eta5 = list(dict.fromkeys(p[1] for p in angular if p[0] == 5.0))
+        self.n_lz = len(lz)
+        self.n_g4 = len(eta4)
+        self.n_g5 = len(eta5)
+        self.n_grid = (self.n_g4 + self.n_g5) * self.n_lz
+        column = [((eta4.index(p[1]) if p[0] == 4.0 else self.n_g4 + eta5.index(p[1])) * self.n_lz
+                   + lz.index((p[3], p[2]))) for p in angular]
+        self.register_buffer("lz_lambda", torch.tensor([v[0] for v in lz], dtype=f64))
+        self.register_buffer("lz_zeta", torch.tensor([v[1] for v in lz], dtype=f64))
+        self.register_buffer("lz_prefactor", torch.tensor([2.0 ** (1.0 - v[1]) for v in lz], dtype=f64))
+        self.register_buffer("g4_eta", torch.tensor(eta4, dtype=f64))
+        self.register_buffer("g5_eta", torch.tensor(eta5, dtype=f64))
+        self.register_buffer("angular_column", torch.tensor(column, dtype=torch.int64))
         self.register_buffer("pair_channel", pair_channel_table(self.n_species))
 
     def fc(self, r: torch.Tensor) -> torch.Tensor:
@@ -191,16 +204,22 @@ class SymmetryFunctions(nn.Module):
             ra, rb = r.index_select(0, a), r.index_select(0, b)
             rab = torch.linalg.vector_norm(vab, dim=1)
             cos = (va * vb).sum(dim=1) / (ra * rb)
-            r2_g5 = ra * ra + rb * rb
-            r2 = r2_g5[:, None] + self.angular_is_g4 * (rab * rab)[:, None]
-            f_ab = (fc.index_select(0, a) * fc.index_select(0, b))[:, None]
-            f_3 = 1.0 + self.angular_is_g4 * (self.fc(rab)[:, None] - 1.0)
-            g = (self.angular_prefactor * torch.pow(1.0 + self.angular_lambda * cos[:, None], self.angular_zeta)
-                 * torch.exp(-self.angular_eta * r2) * (f_ab * f_3))
+            r2 = ra * ra + rb * rb
+            f_ab = fc.index_select(0, a) * fc.index_select(0, b)
+            # A: 2^{1−ζ} (1 + λ cos θ)^ζ per unique (λ, ζ)                      [T, n_lz]
+            angle = self.lz_prefactor * torch.pow(1.0 + self.lz_lambda * cos[:, None], self.lz_zeta)
+            # B: Gaussians and cutoffs per unique η, G4 (with r_jk) then G5       [T, n_g4 + n_g5]
+            dist: List[torch.Tensor] = []
+            if self.n_g4 > 0:
+                dist.append(torch.exp(-self.g4_eta * (r2 + rab * rab)[:, None]) * (f_ab * self.fc(rab))[:, None])
+            if self.n_g5 > 0:
+                dist.append(torch.exp(-self.g5_eta * r2[:, None]) * f_ab[:, None])
+            radial_part = dist[0] if len(dist) == 1 else torch.cat(dist, dim=1)
+            grid = (radial_part[:, :, None] * angle[:, None, :]).reshape(-1, self.n_grid)
             channel = centre.index_select(0, a) * P + self.pair_channel[neighbour_species.index_select(0, a),
                                                                          neighbour_species.index_select(0, b)]
-            out = torch.zeros(n * P, self.n_angular, dtype=vec.dtype, device=vec.device)
-            out = out.index_add(0, channel, g)
+            out = torch.zeros(n * P, self.n_grid, dtype=vec.dtype, device=vec.device).index_add(0, channel, grid)
+            out = out.reshape(n, P, self.n_grid).index_select(2, self.angular_column)
             parts.append(out.reshape(n, P * self.n_angular))
         return torch.cat(parts, dim=1)
 
