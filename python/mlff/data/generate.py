@@ -138,7 +138,10 @@ def sample_md(
     seed
         Seeds ``np.random.default_rng(seed)``, which draws the initial
         velocities and then the Langevin random forces: same seed, same
-        settings and same calculator give the same trajectory.
+        settings and same calculator give the same trajectory -- bitwise only
+        with the same OpenMP thread count (``OMP_NUM_THREADS``) for tblite:
+        a different count changes the last bits of the forces and the
+        (chaotic) trajectory then diverges, staying statistically equivalent.
     friction
         Langevin friction coefficient in 1/fs (0.01/fs by default; passed to
         ASE as ``friction / ase.units.fs``).
