@@ -389,3 +389,56 @@ def test_mlff_train_runs_one_epoch(kind, toluene_emt_file, tmp_path):
         assert not torch.all(model.feature_scale == 1.0) and not torch.all(model.feature_shift == 0.0)
     if kind == "mbe":
         assert float(model.inv_r_mean) > 0.1
+
+
+# --------------------------------------------------------------------------- LAMMPS
+def _lammps_helpers():
+    from mlff.plugin import is_built
+
+    if not is_built():
+        pytest.skip("LAMMPS plugin mlffplugin.so not built (bash scripts/build_plugin.sh)")
+    try:
+        import test_lammps
+    except ImportError as exc:
+        pytest.skip(f"tests/test_lammps.py helpers unavailable: {exc}")
+    if not test_lammps.LMP.exists():
+        pytest.skip(f"no lmp launcher at {test_lammps.LMP}")
+    return test_lammps
+
+
+def cu108():
+    from ase.build import bulk
+
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(3)
+    atoms.rattle(0.05, seed=3)
+    return atoms
+
+
+@pytest.mark.parametrize("system", ["toluene", "cu"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_lammps_matches_python(kind, system, models, tmp_path):
+    """A real ``lmp`` run (pair_style mlff, fp64) gives the Python energy, forces, atomic
+    energies and (Cu) virial to rel 1e-8; helpers from tests/test_lammps.py."""
+    lmp = _lammps_helpers()
+    species = SYSTEMS[system][0]
+    model = models[kind, system]
+    path = tmp_path / f"{kind}.pt"
+    export_model(model, path)
+    atoms = toluene() if system == "toluene" else cu108()
+    lmp_res = lmp.lammps_single_point(tmp_path, atoms, path, species)
+    lmp.assert_same(lmp_res, lmp.python_single_point(atoms, path), rtol=1e-8)
+
+
+@pytest.mark.parametrize("kind", ["bp", "mbe"])
+def test_lammps_two_ranks_local_models(kind, models, tmp_path):
+    """Strictly local models run on 2 MPI ranks (ghost-node mode): triplets are built from the
+    centre's own edges, so ghost atoms need no edges of their own."""
+    lmp = _lammps_helpers()
+    if not lmp.MPIRUN.exists():
+        pytest.skip(f"no mpirun at {lmp.MPIRUN}")
+    path = tmp_path / f"{kind}.pt"
+    export_model(models[kind, "cu"], path)
+    atoms = cu108()
+    two = lmp.lammps_single_point(tmp_path, atoms, path, ["Cu"], nprocs=2)
+    assert "ghost-node" in two["log"]
+    lmp.assert_same(two, lmp.python_single_point(atoms, path), rtol=1e-8)
