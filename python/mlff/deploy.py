@@ -1,7 +1,8 @@
 """``mlff-deploy``: export a trained model to TorchScript for LAMMPS and Python.
 
 The exported module implements the contract in ``docs/model_interface.md``:
-``forward(species, edge_index, edge_vec) -> {"atomic_energy", "edge_grad"}``, with
+``forward(species, edge_index, edge_vec) -> {"atomic_energy", "edge_grad"}`` (energy
+models) or ``-> {"forces"}`` (direct-force models, ``metadata["direct_forces"]``), with
 metadata (r_max, species, model kind, message-passing depth, dtype, versions) in
 the archive's extra file ``metadata.json``.
 """
@@ -48,11 +49,27 @@ class DeployedPotential(nn.Module):
         return {"atomic_energy": atomic_energy.detach(), "edge_grad": edge_grad}
 
 
+class DeployedForceField(nn.Module):
+    """Wraps a direct-force model: ``forward(species [n] int64, edge_index [2, e] int64,
+    edge_vec [e, 3]) -> {"forces": [n, 3] eV/Å}``. No energy, no autograd needed."""
+
+    def __init__(self, model: EnergyModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor) -> Dict[str, torch.Tensor]:
+        return {"forces": self.model(species, edge_index, edge_vec).detach()}
+
+
+def is_direct_force(model: nn.Module) -> bool:
+    return bool(getattr(model, "direct_forces", False))
+
+
 def metadata_for(model: EnergyModel, dtype: torch.dtype) -> dict[str, Any]:
     return {"format": FORMAT, "format_version": FORMAT_VERSION, "mlff_version": __version__,
             "model_kind": model.kind, "r_max": model.r_max, "species": list(model.species),
             "n_message_passing": int(model.n_message_passing), "dtype": str(dtype).removeprefix("torch."),
-            "direct_forces": False, "hparams": model.hparams}
+            "direct_forces": is_direct_force(model), "hparams": model.hparams}
 
 
 def export_model(model: EnergyModel, path: str | Path, dtype: torch.dtype = torch.float64) -> dict[str, Any]:
@@ -62,7 +79,8 @@ def export_model(model: EnergyModel, path: str | Path, dtype: torch.dtype = torc
     """
     model = copy.deepcopy(model).to(dtype).eval()
     meta = metadata_for(model, dtype)
-    scripted = torch.jit.script(DeployedPotential(model))
+    wrapper = DeployedForceField if meta["direct_forces"] else DeployedPotential
+    scripted = torch.jit.script(wrapper(model.for_export()))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

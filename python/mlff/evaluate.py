@@ -14,22 +14,27 @@ from .data.io import read_dataset
 from .deploy import load_deployed
 
 
-def evaluate_model(model_path: str | Path, data_path: str | Path) -> dict[str, float | int]:
+def evaluate_model(model_path: str | Path, data_path: str | Path) -> dict[str, float | int | None]:
     """Errors of the deployed model at ``model_path`` on the frames of ``data_path``.
 
     Returns ``energy_mae_meV_per_atom``, ``energy_rmse_meV_per_atom`` (per-atom energy
     errors), ``force_mae_meV_per_A``, ``force_rmse_meV_per_A`` (over force components)
-    and ``n_structures``. Raises ``ModelFileError``/``DataError`` naming the bad file.
+    and ``n_structures``. A direct-force model has no energy: its energy metrics are
+    ``None`` (``null`` in JSON). Raises ``ModelFileError``/``DataError`` naming the bad file.
     """
     module, meta = load_deployed(model_path)
     frames = read_dataset(data_path)
+    has_energy = not meta.get("direct_forces", False)
     de, df = [], []
     for atoms in frames:
         res = predict(module, meta, atoms)
-        de.append((res["energy"] - atoms.info["energy"]) / len(atoms))
+        if has_energy:
+            de.append((res["energy"] - atoms.info["energy"]) / len(atoms))
         df.append((res["forces"] - atoms.arrays["forces"]).ravel())
     de, df = 1e3 * np.asarray(de), 1e3 * np.concatenate(df)
-    return {"energy_mae_meV_per_atom": float(np.abs(de).mean()), "energy_rmse_meV_per_atom": float(math.sqrt((de**2).mean())),
+    e_mae = float(np.abs(de).mean()) if has_energy else None
+    e_rmse = float(math.sqrt((de**2).mean())) if has_energy else None
+    return {"energy_mae_meV_per_atom": e_mae, "energy_rmse_meV_per_atom": e_rmse,
             "force_mae_meV_per_A": float(np.abs(df).mean()), "force_rmse_meV_per_A": float(math.sqrt((df**2).mean())),
             "n_structures": len(frames)}
 
@@ -47,7 +52,12 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(m, indent=2))
     else:
+        if m["energy_mae_meV_per_atom"] is None:
+            energy = "  energy      (direct-force model: no energy)\n"
+        else:
+            energy = (f"  energy MAE  {m['energy_mae_meV_per_atom']:10.3f} meV/atom   "
+                      f"RMSE {m['energy_rmse_meV_per_atom']:10.3f} meV/atom\n")
         print(f"{args.data}: {m['n_structures']} structures\n"
-              f"  energy MAE  {m['energy_mae_meV_per_atom']:10.3f} meV/atom   RMSE {m['energy_rmse_meV_per_atom']:10.3f} meV/atom\n"
+              f"{energy}"
               f"  force  MAE  {m['force_mae_meV_per_A']:10.3f} meV/Å       RMSE {m['force_rmse_meV_per_A']:10.3f} meV/Å")
     return 0

@@ -21,6 +21,10 @@ class EnergyModel(nn.Module):
     hops of ``r_max`` an atom's energy depends on), store their constructor
     arguments in ``self.hparams`` so a checkpoint can rebuild them, and end with
     ``self.energy_scale`` (an :class:`AtomicEnergyScale`).
+
+    Direct-force models (``self.direct_forces = True``) instead return forces ``[n, 3]``
+    (eV/Å) from ``forward``; they have no energy, and ``energy_scale.scale`` is the
+    output scale of their vector readout (fitted to the RMS force component).
     """
 
     kind: str = ""
@@ -31,7 +35,13 @@ class EnergyModel(nn.Module):
         self.r_max = float(r_max)
         self.hparams = dict(hparams)
         self.n_message_passing = 1
+        self.direct_forces = False
         self.energy_scale = AtomicEnergyScale(len(species))
+
+    def for_export(self) -> nn.Module:
+        """The module to pass to ``torch.jit.script`` (models whose submodules need
+        special compilation override this; may modify ``self``)."""
+        return self
 
     def forward(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

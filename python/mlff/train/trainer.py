@@ -34,9 +34,12 @@ METRIC_FIELDS = ["epoch", "lr", "train_loss", "train_energy_mae", "train_force_m
                  "valid_force_mae", "valid_energy_rmse", "valid_force_rmse", "wall_s", "cpu_s"]
 
 
-def energy_and_forces(model: EnergyModel, batch: Graph, create_graph: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def energy_and_forces(model: EnergyModel, batch: Graph, create_graph: bool) -> tuple[torch.Tensor | None, torch.Tensor]:
     """Total energies ``[b]`` (eV) and forces ``[n, 3]`` (eV/Å) of a batch; forces are
-    ``−∂E/∂x`` by autograd (``create_graph`` for force training)."""
+    ``−∂E/∂x`` by autograd (``create_graph`` for force training). A direct-force model
+    (``model.direct_forces``) returns its forces and ``None`` for the energies."""
+    if getattr(model, "direct_forces", False):
+        return None, model(batch.species, batch.edge_index, batch.edge_vec())
     pos = batch.pos.detach().requires_grad_(True)
     atomic = model(batch.species, batch.edge_index, batch.edge_vec(pos))
     energy = torch.zeros(batch.n_structures, dtype=atomic.dtype).index_add_(0, batch.batch, atomic)
@@ -56,14 +59,20 @@ class Errors:
     n_f: int = 0
 
     def add(self, e_pred, e_ref, n_atoms, f_pred, f_ref) -> None:
-        de = ((e_pred - e_ref) / n_atoms).detach().double()
+        """``e_pred`` may be ``None`` (direct-force model): only force errors are counted."""
+        if e_pred is not None:
+            de = ((e_pred - e_ref) / n_atoms).detach().double()
+            self.e_abs += float(de.abs().sum()); self.e_sq += float((de**2).sum()); self.n_e += de.numel()
         df = (f_pred - f_ref).detach().double()
-        self.e_abs += float(de.abs().sum()); self.e_sq += float((de**2).sum()); self.n_e += de.numel()
         self.f_abs += float(df.abs().sum()); self.f_sq += float((df**2).sum()); self.n_f += df.numel()
 
     def summary(self) -> dict[str, float]:
-        """MAE/RMSE in meV/atom (energy) and meV/Å (forces)."""
-        return {"energy_mae": 1e3 * self.e_abs / max(self.n_e, 1), "energy_rmse": 1e3 * math.sqrt(self.e_sq / max(self.n_e, 1)),
+        """MAE/RMSE in meV/atom (energy; NaN if no energies were predicted) and meV/Å (forces)."""
+        if self.n_e == 0:
+            e_mae = e_rmse = math.nan
+        else:
+            e_mae, e_rmse = 1e3 * self.e_abs / self.n_e, 1e3 * math.sqrt(self.e_sq / self.n_e)
+        return {"energy_mae": e_mae, "energy_rmse": e_rmse,
                 "force_mae": 1e3 * self.f_abs / max(self.n_f, 1), "force_rmse": 1e3 * math.sqrt(self.f_sq / max(self.n_f, 1))}
 
 
@@ -131,6 +140,8 @@ class Trainer:
         if self.resume_state is None:
             stats = fit_energy_scale(model, train)
             log(f"fitted reference energies {stats['reference_energy']} eV, scale {stats['scale']:.4f} eV")
+            if callable(getattr(model, "fit_statistics", None)):  # model-specific statistics (e.g. neighbour count)
+                log(f"fitted model statistics {model.fit_statistics(train)}")
 
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
         optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -169,8 +180,9 @@ class Trainer:
             for start in range(0, len(order), cfg.batch_size):
                 batch = collate([train[k] for k in order[start:start + cfg.batch_size]])
                 energy, forces = energy_and_forces(model, batch, create_graph=True)
-                loss = cfg.energy_weight * torch.mean(((energy - batch.energy) / batch.n_atoms) ** 2) \
-                    + torch.mean((forces - batch.forces) ** 2)
+                loss = torch.mean((forces - batch.forces) ** 2)
+                if energy is not None:  # direct-force models: force loss only
+                    loss = loss + cfg.energy_weight * torch.mean(((energy - batch.energy) / batch.n_atoms) ** 2)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -243,11 +255,15 @@ class Trainer:
         ax_f.semilogy(epochs, [r["train_force_mae"] for r in history], label="train")
         ax_f.semilogy(epochs, [r["valid_force_mae"] for r in history], label="validation (EMA)")
         ax_f.set(xlabel="epoch", ylabel="force MAE (meV/Å)")
-        ax_e.semilogy(epochs, [r["train_energy_mae"] for r in history], label="train")
-        ax_e.semilogy(epochs, [r["valid_energy_mae"] for r in history], label="validation (EMA)")
+        if all(math.isnan(r["valid_energy_mae"]) for r in history):
+            ax_e.text(0.5, 0.5, "direct-force model: no energy", ha="center", va="center", transform=ax_e.transAxes)
+        else:
+            ax_e.semilogy(epochs, [r["train_energy_mae"] for r in history], label="train")
+            ax_e.semilogy(epochs, [r["valid_energy_mae"] for r in history], label="validation (EMA)")
         ax_e.set(xlabel="epoch", ylabel="energy MAE (meV/atom)")
         for ax in (ax_f, ax_e):
-            ax.legend()
+            if ax.get_lines():
+                ax.legend()
             ax.grid(alpha=0.3)
         fig.tight_layout()
         fig.savefig(self.out / "learning_curve.png", dpi=100)
