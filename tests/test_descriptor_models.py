@@ -340,6 +340,23 @@ def test_checkpoint_round_trip_is_exact(kind, models, tmp_path):
         assert k1 == k2 and torch.equal(v1, v2)
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_ema_copy_equals_model(kind, models):
+    """The trainer's EMA (AveragedModel, use_buffers=True) averages every buffer; integer
+    buffers would be rounded through floating point (corrupted for decay 0.9). The models
+    keep only floating-point buffers, so an EMA of unchanged weights is the model itself."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    model = models[kind, "toluene"]
+    assert all(b.is_floating_point() for b in model.buffers())
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.9), use_buffers=True)
+    for _ in range(3):
+        ema.update_parameters(model)
+    g = atoms_to_graph(toluene(), model.species, model.r_max)
+    torch.testing.assert_close(ema.module(g.species, g.edge_index, g.edge_vec()),
+                               model(g.species, g.edge_index, g.edge_vec()), rtol=1e-14, atol=1e-14)
+
+
 def test_bp_feature_scaling_is_fitted_per_element():
     """After fit_statistics, each non-constant scaled symmetry function has mean 0 and
     std 1 over the training atoms of each element ("standard"), or spans [−1, 1] ("minmax")."""

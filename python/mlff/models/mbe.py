@@ -93,8 +93,9 @@ class ManyBodyExpansion(EnergyModel):
         self.register_buffer("inv_r_std", torch.ones((), dtype=torch.float64))
         self.pair_net = _mlp(1 + 2 * S, n_hidden, n_pair_features)
         A = 1 + S
-        rows, cols = torch.triu_indices(A, A)
-        self.register_buffer("sym_index", rows * A + cols)
+        # upper triangle of an [A, A] matrix, flattened: a plain tensor attribute, not an int64
+        # buffer (torch's EMA averaging would round integer buffers through floating point)
+        self.sym_index = torch.tensor([r * A + c for r in range(A) for c in range(r, A)], dtype=torch.int64)
         n_triplet_in = A + A * (A + 1) // 2 + 1 + S
         self.triplet_net = _mlp(n_triplet_in, n_hidden, n_triplet_features)
         self.coupling_net = _mlp(n_triplet_features, n_hidden, n_triplet_features)
@@ -128,7 +129,7 @@ class ManyBodyExpansion(EnergyModel):
             feat_a = torch.cat([u, oh_j], dim=1)  # a_j = [u_ij, onehot(s_j)]
             fa, fb = feat_a.index_select(0, a), feat_a.index_select(0, b)
             outer = fa[:, :, None] * fb[:, None, :]
-            sym = (outer + outer.transpose(1, 2)).flatten(1).index_select(1, self.sym_index)
+            sym = (outer + outer.transpose(1, 2)).flatten(1).index_select(1, self.sym_index.to(vec.device))
             u_jk = self.inverse_distance(torch.linalg.vector_norm(vec.index_select(0, b) - vec.index_select(0, a),
                                                                   dim=1))[:, None]
             psi = self.triplet_net(torch.cat([fa + fb, sym, u_jk, oh_i.index_select(0, a)], dim=1))

@@ -87,17 +87,14 @@ def edge_pairs(centre: torch.Tensor, n_nodes: int) -> Tuple[torch.Tensor, torch.
     return order[first], order[second]
 
 
-def pair_channel_table(n_species: int) -> torch.Tensor:
-    """``[S, S]`` int64 table of the unordered-pair channel of ``(s_j, s_k)``:
-    ``(0,0) → 0, (0,1) → 1, …, (0,S−1), (1,1), …, (S−1,S−1) → S(S+1)/2 − 1`` (symmetric)."""
-    table = torch.zeros(n_species, n_species, dtype=torch.int64)
-    p = 0
-    for a in range(n_species):
-        for b in range(a, n_species):
-            table[a, b] = p
-            table[b, a] = p
-            p += 1
-    return table
+def pair_channel(s_j: torch.Tensor, s_k: torch.Tensor, n_species: int) -> torch.Tensor:
+    """Unordered-pair channel of neighbour species ``(s_j, s_k)`` (int64, shape of the inputs):
+    with ``a = min``, ``b = max``: ``a·S − a(a−1)/2 + (b − a)``, i.e. ``(0,0) → 0, (0,1) → 1, …,
+    (0,S−1), (1,1), …, (S−1,S−1) → S(S+1)/2 − 1``. Computed, not looked up in an integer
+    buffer: integer buffers do not survive ``AveragedModel`` EMA averaging (see ``SymmetryFunctions``)."""
+    a = torch.minimum(s_j, s_k)
+    b = torch.maximum(s_j, s_k)
+    return a * n_species - torch.div(a * (a - 1), 2, rounding_mode="floor") + (b - a)
 
 
 # --------------------------------------------------------------------------- module
@@ -117,6 +114,10 @@ class SymmetryFunctions(nn.Module):
     buffers follow ``module.to(dtype)``). Raises ``ConfigError`` at construction for an
     unknown cutoff, a non-positive ``r_c``, ``ζ < 1``, a negative η, an empty
     parameter set or an angular kind other than 4/5.
+
+    The module has floating-point buffers only (η, r_s, ζ, λ, 2^{1−ζ}); its index table is a
+    plain tensor attribute (not in ``buffers()``/``state_dict``, rebuilt from the parameters),
+    so EMA weight averaging cannot corrupt it.
     """
 
     def __init__(self, n_species: int, r_c: float, radial: List[List[float]], angular: List[List[float]],
@@ -170,8 +171,10 @@ class SymmetryFunctions(nn.Module):
         self.register_buffer("lz_prefactor", torch.tensor([2.0 ** (1.0 - v[1]) for v in lz], dtype=f64))
         self.register_buffer("g4_eta", torch.tensor(eta4, dtype=f64))
         self.register_buffer("g5_eta", torch.tensor(eta5, dtype=f64))
-        self.register_buffer("angular_column", torch.tensor(column, dtype=torch.int64))
-        self.register_buffer("pair_channel", pair_channel_table(self.n_species))
+        # A plain tensor attribute, not an int64 buffer: torch's EMA (AveragedModel with
+        # use_buffers=True, as in the trainer) averages integer buffers in floating point and
+        # truncates them back, which corrupts indices for some decays (e.g. 0.9).
+        self.angular_column = torch.tensor(column, dtype=torch.int64)
 
     def fc(self, r: torch.Tensor) -> torch.Tensor:
         return cutoff_function(r, self.r_c, self.cutoff, self.gamma)
@@ -216,10 +219,10 @@ class SymmetryFunctions(nn.Module):
                 dist.append(torch.exp(-self.g5_eta * r2[:, None]) * f_ab[:, None])
             radial_part = dist[0] if len(dist) == 1 else torch.cat(dist, dim=1)
             grid = (radial_part[:, :, None] * angle[:, None, :]).reshape(-1, self.n_grid)
-            channel = centre.index_select(0, a) * P + self.pair_channel[neighbour_species.index_select(0, a),
-                                                                         neighbour_species.index_select(0, b)]
+            channel = centre.index_select(0, a) * P + pair_channel(neighbour_species.index_select(0, a),
+                                                                    neighbour_species.index_select(0, b), S)
             out = torch.zeros(n * P, self.n_grid, dtype=vec.dtype, device=vec.device).index_add(0, channel, grid)
-            out = out.reshape(n, P, self.n_grid).index_select(2, self.angular_column)
+            out = out.reshape(n, P, self.n_grid).index_select(2, self.angular_column.to(out.device))
             parts.append(out.reshape(n, P * self.n_angular))
         return torch.cat(parts, dim=1)
 
