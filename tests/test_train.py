@@ -103,3 +103,14 @@ def test_interrupted_save_keeps_the_good_checkpoint(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert checkpoint.load_checkpoint(path)["epoch"] == 1
     assert list(tmp_path.iterdir()) == [path]  # no stray temporary file
+
+
+def test_ema_keeps_fitted_buffers_exact(toluene_emt_file, tmp_path):
+    """The EMA averages weights only: fitted buffers reach best.ckpt unchanged."""
+    run = tmp_path / "run"
+    assert mlff(train_args(toluene_emt_file, run, "--epochs", "2", "--lr", "1e-2")) == 0
+    best = checkpoint.load_checkpoint(run / "best.ckpt")["model_state"]
+    last = checkpoint.load_checkpoint(run / "last.ckpt")["model_state"]
+    for name in ("energy_scale.reference_energy", "energy_scale.scale", "rbf.centres"):
+        assert torch.equal(best[name], last[name]), name
+    assert not torch.equal(best["readout.0.weight"], last["readout.0.weight"])  # weights are averaged

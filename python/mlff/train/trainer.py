@@ -143,7 +143,10 @@ class Trainer:
             if callable(getattr(model, "fit_statistics", None)):  # model-specific statistics (e.g. neighbour count)
                 log(f"fitted model statistics {model.fit_statistics(train)}")
 
-        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+        # Buffers hold statistics fitted before training (reference energies, feature scaling,
+        # index tables): the EMA copies them instead of averaging them, which would round
+        # integer buffers through floating point.
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=False)
         optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=cfg.lr_factor,
                                                                patience=cfg.lr_patience, min_lr=cfg.min_lr)
@@ -226,6 +229,9 @@ class Trainer:
                 break
             if cfg.max_minutes is not None and row["wall_s"] >= 60 * cfg.max_minutes:
                 stop_reason = f"time budget of {cfg.max_minutes:g} min reached"
+                break
+            if cfg.max_cpu_minutes is not None and row["cpu_s"] >= 60 * cfg.max_cpu_minutes:
+                stop_reason = f"CPU budget of {cfg.max_cpu_minutes:g} CPU-min reached"
                 break
         bar.close()
         self._plot(history)
