@@ -15,6 +15,12 @@ from .schnet import SchNet
 
 MODELS: dict[str, type[EnergyModel]] = {cls.kind: cls for cls in (SchNet, BehlerParrinello, DTNN, ManyBodyExpansion)}
 
+from .nequip import NequIP  # noqa: E402  (e3nn models)
+from .se3_transformer import SE3Transformer  # noqa: E402
+from .tfn import TFNDirectForce  # noqa: E402
+
+MODELS.update({cls.kind: cls for cls in (NequIP, TFNDirectForce, SE3Transformer)})
+
 
 def build_model(kind: str, species: list[str], r_max: float, dtype: torch.dtype = torch.float64,
                 **hparams: Any) -> EnergyModel:
@@ -32,3 +38,4 @@ def build_model(kind: str, species: list[str], r_max: float, dtype: torch.dtype 
 
 
 __all__ = ["EnergyModel", "MODELS", "build_model", "SchNet", "BehlerParrinello", "DTNN", "ManyBodyExpansion"]
+__all__ += ["NequIP", "TFNDirectForce", "SE3Transformer"]
