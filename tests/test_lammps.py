@@ -24,6 +24,7 @@ from conftest import random_schnet
 from mlff.calculator import MLFFCalculator, predict
 from mlff.data.molecules import molecule
 from mlff.deploy import export_model
+from mlff.models import build_model
 from mlff.plugin import plugin_dir, plugin_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -355,6 +356,53 @@ def test_two_ranks_md_trajectory_matches_one_rank(tmp_path, cu108, models):
     np.testing.assert_allclose(thermo2["TotEng"], thermo1["TotEng"], rtol=1e-10)
 
 
+# ------------------------------------------------- direct-force models
+
+
+def random_direct_nequip(species, n_interactions, seed=0):
+    """A small NequIP that predicts forces directly (no energy), every zero-initialised
+    parameter randomised so the forces are non-trivial."""
+    torch.manual_seed(seed)
+    model = build_model("nequip", species, 5.0, n_features=8, l_max=1, n_interactions=n_interactions, n_basis=6,
+                        radial_hidden=16, direct_forces=True)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.ndim > 0 and not p.any():
+                p.normal_(0.0, 0.5)
+    return model
+
+
+@pytest.fixture(scope="module")
+def direct_models(tmp_path_factory):
+    d = tmp_path_factory.mktemp("lammps_direct_models")
+    export_model(random_direct_nequip(["C", "H"], 2), d / "toluene_direct2.pt")
+    export_model(random_direct_nequip(["Cu"], 1, seed=1), d / "cu_direct1.pt")
+    return {"toluene2": d / "toluene_direct2.pt", "cu1": d / "cu_direct1.pt"}
+
+
+def python_forces(atoms: Atoms, model: Path) -> np.ndarray:
+    atoms = atoms.copy()
+    atoms.calc = MLFFCalculator(model)
+    return atoms.get_forces()
+
+
+def test_direct_force_model_toluene(tmp_path, toluene, direct_models):
+    lmp = lammps_single_point(tmp_path, toluene, direct_models["toluene2"], ["C", "H"])
+    ref = python_forces(toluene, direct_models["toluene2"])
+    assert np.abs(ref).max() > 1e-3
+    np.testing.assert_allclose(lmp["forces"], ref, rtol=0, atol=1e-8 * np.abs(ref).max())
+    assert lmp["energy"] == 0.0 and not lmp["virial"].any()
+    assert "predicts forces directly" in lmp["log"]
+
+
+@pytest.mark.parametrize("nprocs", [1, 2])
+def test_direct_force_local_model_periodic(tmp_path, cu108, direct_models, nprocs):
+    lmp = lammps_single_point(tmp_path, cu108, direct_models["cu1"], ["Cu"], nprocs=nprocs)
+    ref = python_forces(cu108, direct_models["cu1"])
+    assert np.abs(ref).max() > 1e-3
+    np.testing.assert_allclose(lmp["forces"], ref, rtol=0, atol=1e-8 * np.abs(ref).max())
+
+
 # --------------------------------------------------------------- errors
 
 TOLUENE_SCRIPT = """
@@ -420,7 +468,7 @@ def test_error_torchscript_with_foreign_metadata(toluene_run, tmp_path):
     ({"format_version": "1"}, "'format_version' missing or not an integer"),
     ({"format_version": 2}, "'format_version' is 2"),
     ({"dtype": "float16"}, "'dtype' is 'float16'"),
-    ({"direct_forces": True}, "is a direct-force model"),
+    ({"direct_forces": "yes"}, "'direct_forces' is not true/false"),
 ])
 def test_error_bad_metadata_values(toluene_run, tmp_path, models, change, message):
     extra = {"metadata.json": ""}

@@ -63,6 +63,7 @@ struct MLFFModel {
   std::vector<std::string> species;
   int format_version = 0;
   std::string mlff_version;
+  bool direct_forces = false;    // outputs {"forces"} instead of atomic_energy/edge_grad
 };
 
 }    // namespace LAMMPS_NS
@@ -221,8 +222,9 @@ void PairMLFF::coeff(int narg, char **arg)
 
   if (comm->me == 0) {
     std::string msg = fmt::format("pair_style mlff: model '{}'\n", model_path_);
-    msg += fmt::format("  kind {}, dtype {}, r_max {} Angstrom, n_message_passing {}\n",
-                       model_->kind, model_->dtype_name, r_max_, n_message_passing_);
+    msg += fmt::format("  kind {}, dtype {}, r_max {} Angstrom, n_message_passing {}{}\n",
+                       model_->kind, model_->dtype_name, r_max_, n_message_passing_,
+                       model_->direct_forces ? ", direct forces (no energy)" : "");
     msg += fmt::format("  species ({}): {}\n", species.size(), join(species));
     msg += fmt::format("  format {} v{}, exported by mlff {}\n",
                        model_->metadata.value("format", std::string("?")),
@@ -337,11 +339,7 @@ void PairMLFF::load_model(const std::string &path)
 
   if (meta.contains("direct_forces") && !meta["direct_forces"].is_boolean())
     bad_key("direct_forces", "is not true/false");
-  if (meta.contains("direct_forces") && meta["direct_forces"].get<bool>())
-    error->all(FLERR,
-               "pair_style mlff: '{}' is a direct-force model (metadata direct_forces = true); "
-               "pair_style mlff supports energy models only so far",
-               path);
+  model->direct_forces = meta.contains("direct_forces") && meta["direct_forces"].get<bool>();
 
   model_ = std::move(model);
   r_max_ = r_max;
@@ -387,6 +385,13 @@ void PairMLFF::init_style()
   neighbor->add_request(this, NeighConst::REQ_FULL);
   check_box();
   set_jit_options();
+
+  if (model_->direct_forces && comm->me == 0)
+    error->warning(FLERR,
+                   "pair_style mlff: model '{}' predicts forces directly: it has no energy, so "
+                   "its potential energy, per-atom energies and virial (pressure) are reported as "
+                   "0, and its forces are not conservative (NVE energy drifts)",
+                   model_path_);
   node_map_nall_ = -1;
 
   static bool threads_set = false;
@@ -567,7 +572,7 @@ void PairMLFF::compute(int eflag, int vflag)
       if (node_of_[j] >= nlocal) node_species_[node_of_[j]] = type2species_[type[j]];
 
   // ---- model call ----------------------------------------------------------
-  torch::Tensor atomic_energy, edge_grad;
+  torch::Tensor atomic_energy, edge_grad, node_forces;
   try {
     torch::AutoGradMode grad_on(true);    // the model differentiates itself
     const auto i64 = torch::TensorOptions().dtype(torch::kInt64);
@@ -584,14 +589,34 @@ void PairMLFF::compute(int eflag, int vflag)
 
     auto out = model_->module.forward({species, edge_index, edge_vec});
     auto dict = out.toGenericDict();
-    if (!dict.contains("atomic_energy") || !dict.contains("edge_grad"))
-      throw std::runtime_error("model output lacks 'atomic_energy' or 'edge_grad'");
-    atomic_energy = dict.at("atomic_energy").toTensor().to(torch::kFloat64).contiguous();
-    edge_grad = dict.at("edge_grad").toTensor().to(torch::kFloat64).contiguous();
+    if (model_->direct_forces) {
+      if (!dict.contains("forces")) throw std::runtime_error("model output lacks 'forces'");
+      node_forces = dict.at("forces").toTensor().to(torch::kFloat64).contiguous();
+    } else {
+      if (!dict.contains("atomic_energy") || !dict.contains("edge_grad"))
+        throw std::runtime_error("model output lacks 'atomic_energy' or 'edge_grad'");
+      atomic_energy = dict.at("atomic_energy").toTensor().to(torch::kFloat64).contiguous();
+      edge_grad = dict.at("edge_grad").toTensor().to(torch::kFloat64).contiguous();
+    }
   } catch (const std::exception &e) {
     error->one(FLERR, "pair_style mlff: evaluating model '{}' failed: {}", model_path_,
                exception_text(e));
   }
+
+  if (model_->direct_forces) {
+    // forces on the local atoms only: a ghost node's prediction belongs to its owner
+    if (node_forces.numel() != 3 * static_cast<int64_t>(n_nodes_))
+      error->one(FLERR, "pair_style mlff: model '{}' returned forces with {} values for {} nodes",
+                 model_path_, node_forces.numel(), n_nodes_);
+    const double *fn = node_forces.data_ptr<double>();
+    for (int i = 0; i < nlocal; ++i) {
+      f[i][0] += fn[3 * i];
+      f[i][1] += fn[3 * i + 1];
+      f[i][2] += fn[3 * i + 2];
+    }
+    return;
+  }
+
   if (atomic_energy.numel() != n_nodes_ || edge_grad.numel() != 3 * nedges)
     error->one(FLERR,
                "pair_style mlff: model '{}' returned atomic_energy with {} values for {} nodes "
