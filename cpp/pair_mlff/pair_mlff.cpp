@@ -108,6 +108,20 @@ bool jit_optimize()
   return on;
 }
 
+// torch's intra-op thread count for the duration of one model call (restored
+// afterwards: it is process-wide, and an embedding Python process keeps its own)
+struct ThreadsGuard {
+  int previous;
+  explicit ThreadsGuard(int n) : previous(at::get_num_threads())
+  {
+    if (n != previous) at::set_num_threads(n);
+  }
+  ~ThreadsGuard()
+  {
+    if (at::get_num_threads() != previous) at::set_num_threads(previous);
+  }
+};
+
 struct JitOptimizeGuard {
   bool previous;
   explicit JitOptimizeGuard(bool on) : previous(torch::jit::getGraphExecutorOptimize())
@@ -398,24 +412,19 @@ void PairMLFF::init_style()
                    model_path_);
   node_map_nall_ = -1;
 
-  static bool threads_set = false;
-  if (!threads_set) {
-    threads_set = true;
-    int nthreads = 1;
-    if (const char *env = std::getenv("MLFF_NUM_THREADS"))
-      nthreads = std::atoi(env);
-    else if (const char *omp = std::getenv("OMP_NUM_THREADS"))
-      nthreads = std::atoi(omp);
-    if (nthreads < 1) nthreads = 1;
-    at::set_num_threads(nthreads);
-  }
+  nthreads_ = 1;
+  if (const char *env = std::getenv("MLFF_NUM_THREADS"))
+    nthreads_ = std::atoi(env);
+  else if (const char *omp = std::getenv("OMP_NUM_THREADS"))
+    nthreads_ = std::atoi(omp);
+  if (nthreads_ < 1) nthreads_ = 1;
   if (comm->me == 0)
     utils::logmesg(lmp,
                    "pair_style mlff: {} MPI rank(s), {} mode, {} torch thread(s) per rank, "
                    "TorchScript graph optimisation {}\n",
                    comm->nprocs,
                    ghosts_as_nodes_ ? "ghost-node (local model)" : "owner-mapped (single rank)",
-                   at::get_num_threads(), jit_optimize() ? "on" : "off (MLFF_JIT_OPTIMIZE=1 enables)");
+                   nthreads_, jit_optimize() ? "on" : "off (MLFF_JIT_OPTIMIZE=1 enables)");
 }
 
 /* ---------------------------------------------------------------------- */
@@ -580,6 +589,7 @@ void PairMLFF::compute(int eflag, int vflag)
   try {
     torch::AutoGradMode grad_on(true);    // the model differentiates itself
     JitOptimizeGuard jit_mode(jit_optimize());
+    ThreadsGuard threads(nthreads_);
     const auto i64 = torch::TensorOptions().dtype(torch::kInt64);
     torch::Tensor species = torch::from_blob(node_species_.data(), {n_nodes_}, i64);
     torch::Tensor edge_index = torch::empty({2, nedges}, i64);

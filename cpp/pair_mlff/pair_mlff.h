@@ -42,6 +42,7 @@ class PairMLFF : public Pair {
   std::string model_path_;
   double r_max_ = 0.0;
   int n_message_passing_ = 0;
+  int nthreads_ = 1;    // torch intra-op threads per rank during model calls
 
   // LAMMPS type (1..ntypes) -> index into metadata["species"]; [0] unused
   std::vector<int64_t> type2species_;
