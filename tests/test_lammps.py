@@ -318,6 +318,9 @@ def test_two_ranks_local_model_agree_with_one_rank(tmp_path, cu108, models):
     np.testing.assert_allclose(two["forces"], one["forces"], rtol=0, atol=1e-10 * np.abs(one["forces"]).max())
     np.testing.assert_allclose(two["energies"], one["energies"], rtol=0, atol=1e-10)
     np.testing.assert_allclose(two["virial"], one["virial"], rtol=0, atol=1e-10 * np.abs(one["virial"]).max())
+    # per-atom virials of ghost neighbours reach their owners on the other rank
+    np.testing.assert_allclose(two["virial_from_atoms"], one["virial"], rtol=0,
+                               atol=1e-10 * np.abs(one["virial"]).max())
     assert_same(one, python_single_point(cu108, models["cu1"]))
 
 
