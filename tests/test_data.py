@@ -79,6 +79,8 @@ def test_calculators():
     assert isinstance(make_calculator("emt"), EMT)
     assert type(make_calculator("xtb")).__name__ == "TBLite"
     assert type(make_calculator("GFN2-xTB")).__name__ == "TBLite"
+    assert type(make_calculator("eam-cu")).__name__ == "LammpsPotential"
+    assert type(make_calculator("sw-si")).__name__ == "LammpsPotential"
     with pytest.raises(DataError, match="emt"):
         make_calculator("dft-of-the-gods")
 
@@ -88,7 +90,8 @@ def test_presets():
     assert (p.calculator, p.temperature_K, p.timestep_fs, p.interval, p.equilibration_fs) == (
         "xtb", 500.0, 0.5, 10, 1000.0)
     assert get_preset("cu-emt").structure().get_chemical_formula() == "Cu32"
-    assert {"benzene", "ethanol", "aspirin", "cu-emt"} <= set(PRESETS)
+    assert {"benzene", "ethanol", "aspirin", "cu-emt", "cu-eam", "cu-eam-melt", "si-sw", "au6-emt",
+            "pt110-au-emt"} <= set(PRESETS)
     with pytest.raises(DataError, match="toluene"):
         get_preset("nope")
 

