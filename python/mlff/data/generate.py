@@ -431,8 +431,8 @@ def sample_md(
                     f"calculator {calc_name!r} failed near MD step {dyn.nsteps}: {type(exc).__name__}: {exc}"
                 ) from exc
 
-        for target in temperatures:
-            if ensemble != "nve" and target != temperatures[0]:
+        for k, target in enumerate(temperatures):
+            if ensemble != "nve" and k > 0:
                 dyn.set_temperature(temperature_K=target)
             run(n_equil)
             for _ in range(per_segment):
