@@ -24,7 +24,7 @@ echo "== 1/5 reference data: toluene, GFN2-xTB (tblite), Langevin 500 K, 0.5 fs,
 echo "== 2/5 training SchNet for ${TRAIN_MINUTES} min"
 rm -rf "$OUT/schnet"
 mlff train --model schnet --train "$OUT/train.extxyz" --n-valid 40 --out "$OUT/schnet" \
-    --max-minutes "$TRAIN_MINUTES" --no-progress
+    --max-minutes "$TRAIN_MINUTES" --threads 1 --no-progress
 
 echo "== 3/5 deploying"
 mlff-deploy "$OUT/schnet/best.ckpt" -o "$OUT/model.pt"
@@ -35,8 +35,8 @@ mlff eval "$OUT/model.pt" "$OUT/test.extxyz" | tee "$OUT/eval.txt"
 echo "== 5/5 LAMMPS: lmp -in deploy/toluene/in.toluene"
 (cd deploy/toluene && lmp -in in.toluene -var model "$OUT/model.pt" -var nsteps "$NSTEPS" \
     -log "$OUT/log.lammps" -screen none)
-grep -A3 -m1 "^ *Step" "$OUT/log.lammps" | head -4
-tail -n +1 "$OUT/log.lammps" | grep -B2 -m1 "^Loop time" | head -3
+echo "NVE run, last thermo lines (step time temp pe ke etotal press):"
+grep -B4 "^Loop time" "$OUT/log.lammps" | tail -5
 
 cat <<EOM
 
