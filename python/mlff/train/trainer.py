@@ -258,13 +258,13 @@ class Trainer:
 
         epochs = [r["epoch"] for r in history]
         fig, (ax_f, ax_e) = plt.subplots(1, 2, figsize=(10, 4))
-        ax_f.semilogy(epochs, [r["train_force_mae"] for r in history], label="train")
+        ax_f.semilogy(epochs, [r["train_force_mae"] for r in history], label="train (live weights, during the epoch)")
         ax_f.semilogy(epochs, [r["valid_force_mae"] for r in history], label="validation (EMA)")
         ax_f.set(xlabel="epoch", ylabel="force MAE (meV/Å)")
         if all(math.isnan(r["valid_energy_mae"]) for r in history):
             ax_e.text(0.5, 0.5, "direct-force model: no energy", ha="center", va="center", transform=ax_e.transAxes)
         else:
-            ax_e.semilogy(epochs, [r["train_energy_mae"] for r in history], label="train")
+            ax_e.semilogy(epochs, [r["train_energy_mae"] for r in history], label="train (live weights, during the epoch)")
             ax_e.semilogy(epochs, [r["valid_energy_mae"] for r in history], label="validation (EMA)")
         ax_e.set(xlabel="epoch", ylabel="energy MAE (meV/atom)")
         for ax in (ax_f, ax_e):
