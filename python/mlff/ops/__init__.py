@@ -1,0 +1,121 @@
+"""mlff's torch operators, ``torch.ops.mlff.*`` (C++ library ``libmlff_ops.so``).
+
+Importing this module registers the operators, so that models can be scripted and
+deployed models loaded. The operators live in ``python/mlff/lib/libmlff_ops.so``
+(built by ``scripts/build_plugin.sh`` from ``cpp/ops/``); the LAMMPS plugin links
+the same library, so a deployed model calls the same code in Python and in LAMMPS.
+
+Halo exchange (``docs/model_interface.md``): message-passing models call
+``torch.ops.mlff.halo_exchange(x)`` on their node features after each layer but the
+last. In LAMMPS the pair style installs an exchanger that copies the features of
+owned atoms to their ghost copies on other MPI ranks (and sums ghost gradients back
+onto the owners in the backward pass). In plain Python use nothing is installed and
+the operator is the identity, so it does not change training or ``mlff eval``.
+
+If the C++ library has not been built, this module registers the same operator
+schemas with pure-torch identity kernels (:data:`NATIVE` is then ``False``): models
+still train, deploy and evaluate in Python, and the deployed files are identical.
+The test helpers (:func:`owner_map_exchange`) need the C++ library.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Iterator
+
+import torch
+
+LIBRARY_NAME = "libmlff_ops.so"
+OPS_VERSION = 1  # must match mlff::kOpsVersion (cpp/ops/include/mlff/ops.h)
+
+
+def library_path() -> str:
+    """Where ``scripts/build_plugin.sh`` installs ``libmlff_ops.so``."""
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib", LIBRARY_NAME)
+
+
+def _already_registered() -> bool:
+    try:
+        torch.ops.mlff.halo_exchange  # noqa: B018 - raises if the namespace lacks the op
+        return True
+    except (AttributeError, RuntimeError):
+        return False
+
+
+_fallback_lib = None
+
+
+def _register_fallback() -> None:
+    """Identity kernels with the C++ library's schemas (no exchanger can be installed)."""
+    global _fallback_lib
+    lib = torch.library.Library("mlff", "DEF")
+    lib.define("halo_exchange(Tensor x) -> Tensor")
+    lib.define("halo_reverse(Tensor g) -> Tensor")
+    # clone is differentiable, so autograd through the identity is exact
+    lib.impl("halo_exchange", lambda x: x.clone(), "CompositeImplicitAutograd")
+    lib.impl("halo_reverse", lambda g: g.clone(), "CompositeImplicitAutograd")
+    _fallback_lib = lib
+
+
+def _load() -> tuple[bool, str]:
+    if _already_registered():
+        return True, "already registered"
+    path = library_path()
+    if os.path.isfile(path):
+        try:
+            torch.ops.load_library(path)
+        except OSError as exc:
+            why = f"{path} could not be loaded ({exc}); rebuild with scripts/build_plugin.sh"
+        else:
+            version = int(torch.ops.mlff.ops_version())
+            if version != OPS_VERSION:
+                raise ImportError(f"{path} has operator set version {version}, this mlff expects "
+                                  f"{OPS_VERSION}; rebuild it with scripts/build_plugin.sh")
+            return True, path
+    else:
+        why = f"{path} is not built (scripts/build_plugin.sh)"
+    _register_fallback()
+    return False, why
+
+
+NATIVE, WHERE = _load()
+"""``NATIVE``: whether the C++ operators are loaded; ``WHERE``: their file, or why not."""
+
+
+def halo_exchange(x: torch.Tensor) -> torch.Tensor:
+    """``torch.ops.mlff.halo_exchange``: ghost rows of ``x`` replaced by their owners' rows
+    (the identity unless an exchanger is installed)."""
+    return torch.ops.mlff.halo_exchange(x)
+
+
+def select_device_index(node_local_rank: int, device_count: int) -> int:
+    """The CUDA device the LAMMPS plugin gives a rank: ``node_local_rank % device_count``,
+    or -1 without devices (same C++ function the plugin calls)."""
+    _require_native("select_device_index")
+    return int(torch.ops.mlff.select_device_index(node_local_rank, device_count))
+
+
+def _require_native(what: str) -> None:
+    if not NATIVE:
+        raise RuntimeError(f"mlff.ops.{what} needs the C++ operator library: {WHERE}")
+
+
+@contextlib.contextmanager
+def owner_map_exchange(owner: torch.Tensor) -> Iterator[None]:
+    """Within the block, halo exchanges follow the index map ``owner`` (int64 ``[n]``):
+    row ``k`` of an exchanged tensor is replaced by row ``owner[k]``, and the adjoint
+    sums rows onto their owners. ``owner[k] == k`` for owned rows.
+
+    This is what LAMMPS does across MPI ranks, in one process: a graph with explicit
+    ghost nodes plus this map reproduces the model on the full structure (tests).
+    """
+    _require_native("owner_map_exchange")
+    torch.ops.mlff.halo_set_owner_map(owner.to(torch.int64))
+    try:
+        yield
+    finally:
+        torch.ops.mlff.halo_clear()
+
+
+__all__ = ["NATIVE", "WHERE", "halo_exchange", "library_path", "owner_map_exchange", "select_device_index"]
