@@ -1,10 +1,14 @@
 """``mlff-deploy``: export a trained model to TorchScript for LAMMPS and Python.
 
 The exported module implements the contract in ``docs/model_interface.md``:
-``forward(species, edge_index, edge_vec) -> {"atomic_energy", "edge_grad"}`` (energy
-models) or ``-> {"forces"}`` (direct-force models, ``metadata["direct_forces"]``), with
-metadata (r_max, species, model kind, message-passing depth, dtype, versions) in
-the archive's extra file ``metadata.json``.
+``forward(species, edge_index, edge_vec, n_local=None) -> {"atomic_energy", "edge_grad"}``
+(energy models) or ``-> {"forces"}`` (direct-force models, ``metadata["direct_forces"]``),
+with metadata (r_max, species, model kind, message-passing depth, halo-exchange widths,
+dtype, versions) in the archive's extra file ``metadata.json``.
+
+``n_local`` (format version 2) is for multi-rank LAMMPS: the first ``n_local`` nodes are
+the atoms the rank owns, the rest are ghost atoms; ``edge_grad`` is then the gradient
+of the energy of the owned atoms only.
 """
 
 from __future__ import annotations
@@ -14,35 +18,40 @@ import copy
 import json
 import sys
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import torch
 from torch import nn
 
 from . import __version__
+from . import ops  # noqa: F401  (torch.ops.mlff.*: needed to script and to load models)
 from .errors import MLFFError, ModelFileError
 from .models import EnergyModel
 
 FORMAT = "mlff-deployed-model"
-FORMAT_VERSION = 1
+# 1: forward(species, edge_index, edge_vec); 2: + optional n_local, metadata halo_widths
+FORMAT_VERSION = 2
 
 
 class DeployedPotential(nn.Module):
     """Wraps an energy model so one call returns atomic energies and ``∂E/∂r_ij``.
 
-    ``forward(species [n] int64, edge_index [2, e] int64, edge_vec [e, 3]) ->
-    {"atomic_energy": [n] eV, "edge_grad": [e, 3] eV/Å}``. Must be called with
-    autograd enabled (not under ``torch.no_grad()``).
+    ``forward(species [n] int64, edge_index [2, e] int64, edge_vec [e, 3], n_local=None)
+    -> {"atomic_energy": [n] eV, "edge_grad": [e, 3] eV/Å}``, with ``E`` the sum of the
+    atomic energies of all nodes, or of the first ``n_local`` nodes if given. Must be
+    called with autograd enabled (not under ``torch.no_grad()``).
     """
 
     def __init__(self, model: EnergyModel):
         super().__init__()
         self.model = model
 
-    def forward(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor) -> Dict[str, torch.Tensor]:
+    def forward(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor,
+                n_local: Optional[int] = None) -> Dict[str, torch.Tensor]:
         edge_vec = edge_vec.detach().requires_grad_(True)
         atomic_energy = self.model(species, edge_index, edge_vec)
-        grads = torch.autograd.grad([atomic_energy.sum()], [edge_vec], allow_unused=True)
+        energy = atomic_energy.sum() if n_local is None else atomic_energy[:n_local].sum()
+        grads = torch.autograd.grad([energy], [edge_vec], allow_unused=True)
         edge_grad = grads[0]
         if edge_grad is None:
             edge_grad = torch.zeros_like(edge_vec)
@@ -51,13 +60,16 @@ class DeployedPotential(nn.Module):
 
 class DeployedForceField(nn.Module):
     """Wraps a direct-force model: ``forward(species [n] int64, edge_index [2, e] int64,
-    edge_vec [e, 3]) -> {"forces": [n, 3] eV/Å}``. No energy, no autograd needed."""
+    edge_vec [e, 3], n_local=None) -> {"forces": [n, 3] eV/Å}``. No energy, no autograd
+    needed; ``n_local`` is accepted for the common signature (forces of ghost nodes are
+    simply not used)."""
 
     def __init__(self, model: EnergyModel):
         super().__init__()
         self.model = model
 
-    def forward(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor) -> Dict[str, torch.Tensor]:
+    def forward(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor,
+                n_local: Optional[int] = None) -> Dict[str, torch.Tensor]:
         return {"forces": self.model(species, edge_index, edge_vec).detach()}
 
 
@@ -69,7 +81,16 @@ def metadata_for(model: EnergyModel, dtype: torch.dtype) -> dict[str, Any]:
     return {"format": FORMAT, "format_version": FORMAT_VERSION, "mlff_version": __version__,
             "model_kind": model.kind, "r_max": model.r_max, "species": list(model.species),
             "n_message_passing": int(model.n_message_passing), "dtype": str(dtype).removeprefix("torch."),
-            "direct_forces": is_direct_force(model), "hparams": model.hparams}
+            "direct_forces": is_direct_force(model), "halo_widths": halo_widths(model), "hparams": model.hparams}
+
+
+def halo_widths(model: nn.Module) -> list[int] | None:
+    """Metadata ``halo_widths``: values per atom of each halo exchange the model makes
+    (``[]``: strictly local; ``None``: message passing without exchange)."""
+    widths = model.halo_widths() if hasattr(model, "halo_widths") else None
+    if widths is None:
+        return [] if int(getattr(model, "n_message_passing", 2)) <= 1 else None
+    return [int(w) for w in widths]
 
 
 def export_model(model: EnergyModel, path: str | Path, dtype: torch.dtype = torch.float64) -> dict[str, Any]:

@@ -22,6 +22,12 @@ class EnergyModel(nn.Module):
     arguments in ``self.hparams`` so a checkpoint can rebuild them, and end with
     ``self.energy_scale`` (an :class:`AtomicEnergyScale`).
 
+    Multi-rank LAMMPS (``docs/model_interface.md``, halo exchange): a message-passing
+    model calls ``torch.ops.mlff.halo_exchange`` on its node features after every
+    layer whose output later layers read from neighbours, and overrides
+    :meth:`halo_widths` to list the width of each call. Models that do not (the
+    default for ``n_message_passing > 1``) run on several ranks with redundant ghosts.
+
     Direct-force models (``self.direct_forces = True``) instead return forces ``[n, 3]``
     (eV/Å) from ``forward``; they have no energy, and ``energy_scale.scale`` is the
     output scale of their vector readout (fitted to the RMS force component).
@@ -37,6 +43,12 @@ class EnergyModel(nn.Module):
         self.n_message_passing = 1
         self.direct_forces = False
         self.energy_scale = AtomicEnergyScale(len(species))
+
+    def halo_widths(self) -> list[int] | None:
+        """Values per atom of each ``torch.ops.mlff.halo_exchange`` call ``forward`` makes,
+        in order (exported as metadata ``halo_widths``). ``[]`` for strictly local models
+        (no exchange needed); ``None`` for message-passing models that do not exchange."""
+        return [] if self.n_message_passing <= 1 else None
 
     def for_export(self) -> nn.Module:
         """The module to pass to ``torch.jit.script`` (models whose submodules need

@@ -23,6 +23,8 @@ Architecture:
   paper's ``E_σ Ê_i + E_μ``).
 
 ``n_message_passing = T``: an atom's energy depends on atoms up to ``T · r_max`` away.
+Between passes the features go through ``torch.ops.mlff.halo_exchange`` (identity in
+Python; in multi-rank LAMMPS it refreshes ghost atoms' features from their owners).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .. import ops  # noqa: F401  (registers torch.ops.mlff.halo_exchange)
 from ..errors import ConfigError
 from .base import EnergyModel
 from .common import GaussianRBF, cosine_cutoff
@@ -75,13 +78,18 @@ class DTNN(EnergyModel):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
+    def halo_widths(self) -> list[int]:
+        return [self.hparams["n_features"]] * (self.n_interactions - 1)
+
     def forward(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor) -> torch.Tensor:
         centre, neighbour = edge_index[0], edge_index[1]
         r = torch.linalg.vector_norm(edge_vec, dim=1)
         fcut = cosine_cutoff(r, self.r_max)[:, None]
         distance_factors = self.fd(self.rbf(r))  # shared by all passes
         x = self.embedding(species)
-        for _ in range(self.n_interactions):
+        for t in range(self.n_interactions):
+            if t > 0:  # refresh ghost atoms' features from their owners (multi-rank LAMMPS)
+                x = torch.ops.mlff.halo_exchange(x)
             v = torch.tanh(self.xf(self.fx(x).index_select(0, neighbour) * distance_factors)) * fcut
             x = x + torch.zeros_like(x).index_add(0, centre, v)
         y = self.out(torch.tanh(self.hidden(x))).squeeze(1)

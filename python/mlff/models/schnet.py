@@ -16,6 +16,11 @@ Architecture (thesis Eqs. 4.5–4.8, Sec. 4.3):
 
 Unlike the thesis's periodic variant, messages are not divided by the neighbour
 count: energies stay extensive and smooth when atoms cross the cutoff.
+
+Before every interaction block but the first, the features go through
+``torch.ops.mlff.halo_exchange`` (:mod:`mlff.ops`): the identity in Python; in
+LAMMPS on several MPI ranks it refreshes the features of ghost atoms from their
+owners, so the ghost cutoff can stay ``r_max`` (``docs/model_interface.md``).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .. import ops  # noqa: F401  (registers torch.ops.mlff.halo_exchange)
 from .base import EnergyModel
 from .common import MLP, GaussianRBF, cosine_cutoff, shifted_softplus
 
@@ -75,12 +81,17 @@ class SchNet(EnergyModel):
         nn.init.zeros_(self.readout[-1].weight)
         nn.init.zeros_(self.readout[-1].bias)
 
+    def halo_widths(self) -> list[int]:
+        return [self.hparams["n_features"]] * (len(self.interactions) - 1)
+
     def forward(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor) -> torch.Tensor:
         r = torch.linalg.vector_norm(edge_vec, dim=1)
         rbf = self.rbf(r)
         fcut = cosine_cutoff(r, self.r_max)
-        x = self.embedding(species)
-        for block in self.interactions:
+        x = self.embedding(species)  # exact on ghost atoms too: no exchange before block 1
+        for t, block in enumerate(self.interactions):
+            if t > 0:  # ghost rows of x are stale after a block: refresh them from their owners
+                x = torch.ops.mlff.halo_exchange(x)
             x = x + block(x, rbf, fcut, edge_index)
         y = self.readout(x).squeeze(-1)
         return self.energy_scale(y, species)
