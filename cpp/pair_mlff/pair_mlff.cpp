@@ -62,6 +62,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <malloc.h>
 #include <optional>
 #include <sstream>
@@ -239,17 +240,20 @@ const char *mode_description(PairMLFF::Mode mode)
 PairMLFF::PairMLFF(LAMMPS *lmp) : Pair(lmp)
 {
   // libtorch allocates and frees its activation tensors on every call.  With
-  // glibc's default heuristics large blocks are mmap()ed and the heap top is
-  // trimmed, so steps pay page faults for fresh pages.  Keep such blocks in the
-  // heap instead (process-wide setting; measured ~7% faster toluene steps;
-  // MLFF_NO_MALLOPT=1 leaves glibc's defaults).
+  // glibc's defaults, blocks above the mmap threshold (at most 32 MB) are mmap()ed
+  // and unmapped again, and the heap top is trimmed, so every step pays page
+  // faults for fresh pages.  For 4,000 Cu atoms (fp32 SchNet 64x3: ~40 MB per edge
+  // tensor) that made a step 2.4x slower (3.5 vs 8.2 katom-step/s).  So: no mmap
+  // for malloc at all (big blocks come from the heap and are reused) and trim the
+  // heap only when more than 2 GB are free at its top.  Process-wide;
+  // MLFF_NO_MALLOPT=1 leaves glibc's defaults.
   static bool malloc_tuned = false;
   if (!malloc_tuned) {
     malloc_tuned = true;
     const char *env = std::getenv("MLFF_NO_MALLOPT");
     if (!(env && *env && strcmp(env, "0") != 0)) {
-      mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
-      mallopt(M_TRIM_THRESHOLD, 256 * 1024 * 1024);
+      mallopt(M_MMAP_MAX, 0);
+      mallopt(M_TRIM_THRESHOLD, std::numeric_limits<int>::max());
     }
   }
 
@@ -730,22 +734,8 @@ void PairMLFF::build_node_map()
     for (int j = nlocal; j < nall; ++j) node_of_[j] = j;
     n_nodes_ = nall;
   } else if (mode_ == Mode::LOCAL || mode_ == Mode::HALO) {
-    // one extra node per ghost that some local atom has as a neighbour
-    const int inum = list->inum;
-    const int *ilist = list->ilist;
-    const int *numneigh = list->numneigh;
-    int **firstneigh = list->firstneigh;
-    for (int ii = 0; ii < inum; ++ii) {
-      const int i = ilist[ii];
-      const int *jlist = firstneigh[i];
-      for (int jj = 0; jj < numneigh[i]; ++jj) {
-        const int j = jlist[jj] & NEIGHMASK;
-        if (j >= nlocal && node_of_[j] < 0) {
-          node_of_[j] = n_nodes_++;
-          ghost_node_atoms_.push_back(j);
-        }
-      }
-    }
+    // ghost nodes are assigned per step in compute(): one per ghost within r_max
+    // of some local atom (fewer than the neighbour list's r_max + skin)
   } else if (nall > nlocal) {
     // OWNER: ghost -> owning local atom, through the atom IDs
     const tagint *tag = atom->tag;
@@ -789,6 +779,15 @@ void PairMLFF::compute(int eflag, int vflag)
   // The other modes communicate nothing inside the model call.
   if (nlocal == 0 && mode_ != Mode::HALO) return;
 
+  // LOCAL/HALO: ghost nodes are the ghosts within r_max of a local atom this step,
+  // numbered nlocal, nlocal+1, ... in the order the edges reach them
+  const bool ghost_nodes_per_step = mode_ == Mode::LOCAL || mode_ == Mode::HALO;
+  if (ghost_nodes_per_step) {
+    for (int j : ghost_node_atoms_) node_of_[j] = -1;
+    ghost_node_atoms_.clear();
+    n_nodes_ = nlocal;
+  }
+
   const int inum = list->inum;
   const int ncentres = mode_ == Mode::REDUNDANT ? inum + list->gnum : inum;
   const int *ilist = list->ilist;
@@ -815,10 +814,14 @@ void PairMLFF::compute(int eflag, int vflag)
       const double dz = x[j][2] - zi;
       const double rsq = dx * dx + dy * dy + dz * dz;
       if (rsq >= cutsq_model) continue;
-      const int nj = node_of_[j];
+      int nj = node_of_[j];
       if (nj < 0) {
-        unmapped = j;
-        continue;
+        if (!ghost_nodes_per_step) {
+          unmapped = j;
+          continue;
+        }
+        nj = node_of_[j] = n_nodes_++;
+        ghost_node_atoms_.push_back(j);
       }
       edge_src_.push_back(i);
       edge_dst_.push_back(nj);

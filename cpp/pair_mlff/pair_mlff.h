@@ -74,8 +74,8 @@ class PairMLFF : public Pair {
 
   // Graph nodes.  Local atoms are nodes 0..nlocal-1 in every mode.
   //  OWNER:     an edge to a ghost points at the owning local atom's node;
-  //  LOCAL/HALO: each ghost some local atom has as a neighbour is an extra node
-  //             (ghost_node_atoms_[k] = LAMMPS index of node nlocal + k);
+  //  LOCAL/HALO: each ghost within r_max of a local atom this step is an extra
+  //             node (ghost_node_atoms_[k] = LAMMPS index of node nlocal + k);
   //  REDUNDANT: node index = LAMMPS index for all nlocal + nghost atoms.
   // node_of_[j] for every local + ghost atom j; -1 = not a node.
   std::vector<int> node_of_;
