@@ -32,6 +32,9 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float, help="initial learning rate (Adam)")
     p.add_argument("--energy-weight", type=float, help="ρ: weight of the per-atom energy loss relative to forces")
+    p.add_argument("--stress-weight", type=float,
+                   help="weight of the stress loss (as virial per atom, eV); default 1 if all training "
+                        "structures are periodic with stress labels, else 0")
     p.add_argument("--r-max", type=float, help="cutoff radius (Å)")
     p.add_argument("--dtype", choices=["float32", "float64"])
     p.add_argument("--seed", type=int)
@@ -56,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = {"model": args.model, "epochs": args.epochs, "max_minutes": args.max_minutes,
                  "max_cpu_minutes": args.max_cpu_minutes,
                  "batch_size": args.batch_size, "lr": args.lr, "energy_weight": args.energy_weight,
+                 "stress_weight": args.stress_weight,
                  "r_max": args.r_max, "dtype": args.dtype, "seed": args.seed, "threads": args.threads}
     if args.resume:
         trainer = Trainer.resume(args.out, {"epochs": args.epochs, "max_minutes": args.max_minutes,

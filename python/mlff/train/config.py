@@ -17,9 +17,12 @@ class TrainConfig:
     """All training hyperparameters. Units: energies eV, forces eV/Å, time minutes
     (``max_minutes`` wall clock, ``max_cpu_minutes`` process CPU time, all threads).
 
-    The loss is ``ρ · mean((ΔE / n_atoms)²) + mean(ΔF²)`` over a batch, with
-    ``ρ = energy_weight`` (Schütt thesis Eq. 5.3 uses total energies and ρ = 0.01;
-    per-atom energies keep ρ independent of system size).
+    The loss is ``ρ · mean((ΔE / n_atoms)²) + mean(ΔF²) + λ · mean((Δσ · V / n_atoms)²)``
+    over a batch, with ``ρ = energy_weight`` (Schütt thesis Eq. 5.3 uses total energies
+    and ρ = 0.01; per-atom energies keep ρ independent of system size) and
+    ``λ = stress_weight`` on the stress error expressed as virial per atom (eV, so λ is
+    comparable with ρ). ``stress_weight = None`` (default): 1 if every training
+    structure is periodic with a stress label, else 0.
     """
 
     model: str = "schnet"
@@ -33,6 +36,7 @@ class TrainConfig:
     valid_batch_size: int = 50
     lr: float = 1e-3
     energy_weight: float = 1.0
+    stress_weight: float | None = None
     lr_factor: float = 0.5
     lr_patience: int = 10
     min_lr: float = 1e-6
@@ -48,6 +52,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "valid_batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be ≥ 1, got {getattr(self, name)}")
+        if self.stress_weight is not None and self.stress_weight < 0:
+            raise ConfigError(f"stress_weight must be ≥ 0, got {self.stress_weight}")
         for name in ("r_max", "lr"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")

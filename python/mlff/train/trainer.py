@@ -1,4 +1,4 @@
-"""The training loop: energy + force loss, Adam, plateau LR decay, EMA weights,
+"""The training loop: energy + force (+ stress) loss, Adam, plateau LR decay, EMA weights,
 early stopping, atomic checkpoints, resumption, CSV metrics and a learning curve.
 
 Outputs in the run directory:
@@ -45,6 +45,37 @@ def energy_and_forces(model: EnergyModel, batch: Graph, create_graph: bool) -> t
     energy = torch.zeros(batch.n_structures, dtype=atomic.dtype).index_add_(0, batch.batch, atomic)
     (grad,) = torch.autograd.grad(energy.sum(), pos, create_graph=create_graph)
     return energy, -grad
+
+
+def energy_forces_stress(model: EnergyModel, batch: Graph,
+                         create_graph: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Total energies ``[b]`` (eV), forces ``[n, 3]`` (eV/Å) and stress ``[b, 3, 3]``
+    (eV/Å³, ASE sign: ``σ = (1/V) ∂E/∂ε``) of a batch of periodic structures, by
+    autograd through a homogeneous strain ``ε`` applied to every edge vector,
+    ``r → r (1 + ε)`` (the same stress as ``−Σ r ⊗ ∂E/∂r / V`` of the deployed model)."""
+    pos = batch.pos.detach().requires_grad_(True)
+    strain = torch.zeros(batch.n_structures, 3, 3, dtype=pos.dtype, requires_grad=True)
+    vec = batch.edge_vec(pos)
+    vec = vec + torch.einsum("ea,eab->eb", vec, strain[batch.batch[batch.edge_index[0]]])
+    atomic = model(batch.species, batch.edge_index, vec)
+    energy = torch.zeros(batch.n_structures, dtype=atomic.dtype).index_add_(0, batch.batch, atomic)
+    grad_pos, grad_strain = torch.autograd.grad(energy.sum(), [pos, strain], create_graph=create_graph)
+    stress = grad_strain / batch.volume[:, None, None]
+    return energy, -grad_pos, 0.5 * (stress + stress.transpose(1, 2))
+
+
+def stress_weight_for(config: TrainConfig, model: EnergyModel, graphs: Sequence[Graph]) -> float:
+    """The stress loss weight: ``config.stress_weight``, or if that is ``None`` 1.0 when every
+    training structure is periodic with a stress label (else 0). ``ConfigError`` if a positive
+    weight is asked for without labels or for a direct-force model."""
+    labelled = all(g.stress is not None and float(g.volume[0]) > 0 for g in graphs)
+    direct = getattr(model, "direct_forces", False)
+    if config.stress_weight is None:
+        return 1.0 if labelled and not direct else 0.0
+    if config.stress_weight > 0 and (not labelled or direct):
+        raise ConfigError("stress_weight > 0 needs periodic training structures that all carry stress labels "
+                          "and an energy model")
+    return float(config.stress_weight)
 
 
 @dataclass
@@ -169,8 +200,9 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         n_params = sum(p.numel() for p in model.parameters())
+        stress_weight = stress_weight_for(cfg, model, train)
         log(f"training {cfg.model} ({n_params:,} parameters, {cfg.dtype}) on {len(train)} structures, "
-            f"validating on {len(valid)}; output in {self.out}")
+            f"validating on {len(valid)}; stress weight {stress_weight:g}; output in {self.out}")
 
         t_wall, t_cpu = time.perf_counter() - wall0, time.process_time() - cpu0
         bar = tqdm(range(start_epoch, cfg.epochs), initial=start_epoch, total=cfg.epochs, disable=not progress,
@@ -182,10 +214,16 @@ class Trainer:
             order = rng.permutation(len(train))
             for start in range(0, len(order), cfg.batch_size):
                 batch = collate([train[k] for k in order[start:start + cfg.batch_size]])
-                energy, forces = energy_and_forces(model, batch, create_graph=True)
+                if stress_weight > 0:
+                    energy, forces, stress = energy_forces_stress(model, batch, create_graph=True)
+                else:
+                    (energy, forces), stress = energy_and_forces(model, batch, create_graph=True), None
                 loss = torch.mean((forces - batch.forces) ** 2)
                 if energy is not None:  # direct-force models: force loss only
                     loss = loss + cfg.energy_weight * torch.mean(((energy - batch.energy) / batch.n_atoms) ** 2)
+                if stress is not None:  # stress error as virial per atom (eV)
+                    per_atom = (batch.volume / batch.n_atoms)[:, None, None]
+                    loss = loss + stress_weight * torch.mean(((stress - batch.stress) * per_atom) ** 2)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
