@@ -14,6 +14,7 @@ and the halo operator itself (an index-map exchanger in one process).
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -450,3 +451,21 @@ def test_halo_ops_are_identity_without_exchanger_and_adjoint_with_one():
         assert lhs.item() == pytest.approx(rhs.item(), rel=1e-12)
         with pytest.raises(RuntimeError, match="owner map has 6 rows"):
             torch.ops.mlff.halo_exchange(torch.zeros(5, 4))
+
+
+# ------------------------------------------------------------------ deploy/
+
+
+def test_deploy_mpirun_script_runs_the_cu_example(tmp_path, mpi_models):
+    """deploy/mpirun.sh (env.sh + the real lmp binary under mpirun) with deploy/cu/in.cu."""
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(["bash", str(root / "deploy" / "mpirun.sh"), "-n", "2", "--", "-in",
+                           str(root / "deploy" / "cu" / "in.cu"), "-var", "model", str(mpi_models["cu_float32"]),
+                           "-var", "ncells", "4", "-var", "nsteps", "20", "-var", "thermo_every", "10",
+                           "-var", "dump_every", "20", "-log", str(tmp_path / "log.lammps")],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "2 MPI rank(s), halo" in proc.stdout
+    thermo = thermo_tables((tmp_path / "log.lammps").read_text())[-1]
+    assert thermo["Step"].tolist() == [0, 10, 20] and np.all(np.isfinite(thermo["Press"]))
+    assert read_dump(tmp_path / "cu.dump").shape == (256, 11)  # id x y z pe + 6 virial components
