@@ -33,6 +33,28 @@ def emt_frames(atoms, n_frames: int, seed: int = 0):
     return frames
 
 
+def same_species_permutation(atoms, rng) -> np.ndarray:
+    """A random permutation of atom indices that only exchanges atoms of the same element."""
+    symbols = np.array(atoms.get_chemical_symbols())
+    perm = np.arange(len(atoms))
+    for s in set(symbols):
+        idx = np.flatnonzero(symbols == s)
+        perm[idx] = rng.permutation(idx)
+    return perm
+
+
+def assert_forces_are_minus_gradient(energy_of, atoms, forces, atom_indices=None, h=1e-5):
+    """Central finite differences of ``energy_of(atoms)`` (eV) at a few atoms equal ``forces`` (eV/Å)."""
+    assert np.abs(forces).max() > 1e-3, "forces are trivial; the test would prove nothing"
+    for i in atom_indices or (0, len(atoms) // 2, len(atoms) - 1):
+        for k in range(3):
+            plus, minus = atoms.copy(), atoms.copy()
+            plus.positions[i, k] += h
+            minus.positions[i, k] -= h
+            fd = -(energy_of(plus) - energy_of(minus)) / (2 * h)
+            assert fd == pytest.approx(forces[i, k], rel=1e-6, abs=1e-8)
+
+
 @pytest.fixture(scope="session")
 def toluene_emt_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "toluene_emt.extxyz"

@@ -40,6 +40,16 @@ def _lookup(atoms: Atoms, key: str, where: str):
     return store.get(key)
 
 
+def _without_labels(atoms: Atoms) -> Atoms:
+    """Copy of ``atoms`` with no calculator and no energy/forces/stress in info or arrays."""
+    out = atoms.copy()
+    out.calc = None
+    for key in ("energy", "stress"):
+        out.info.pop(key, None)
+    out.arrays.pop("forces", None)
+    return out
+
+
 def _normalise_frame(atoms: Atoms, path: Path, index: int, require: Sequence[str]) -> Atoms:
     where = f"{path}: frame {index}"
     n = len(atoms)
@@ -54,12 +64,7 @@ def _normalise_frame(atoms: Atoms, path: Path, index: int, require: Sequence[str
     if missing:
         raise DataError(f"{where}: missing label(s) {', '.join(missing)} (required: {', '.join(require)})")
 
-    out = atoms.copy()
-    out.calc = None
-    for key in ("energy", "stress"):
-        out.info.pop(key, None)
-    if "forces" in out.arrays:
-        del out.arrays["forces"]
+    out = _without_labels(atoms)
 
     if energy is not None:
         try:
@@ -163,12 +168,7 @@ def _to_writable(atoms: Atoms) -> Atoms:
     energy = _lookup(atoms, "energy", "info")
     forces = _lookup(atoms, "forces", "arrays")
     stress = _lookup(atoms, "stress", "info")
-    out = atoms.copy()
-    out.calc = None
-    for key in ("energy", "stress"):
-        out.info.pop(key, None)
-    if "forces" in out.arrays:
-        del out.arrays["forces"]
+    out = _without_labels(atoms)
     results = {}
     if energy is not None:
         results["energy"] = float(energy)
