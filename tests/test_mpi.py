@@ -234,6 +234,21 @@ def test_empty_subdomain_and_non_consecutive_ids(tmp_path, mpi_models):
         assert_agree(got, ref, 1e-10, f"4 ranks {mode}, one empty")
 
 
+def test_dtnn_halo_exchange_on_two_ranks(tmp_path, cu500):
+    """DTNN (one shared interaction applied three times) also exchanges between passes."""
+    from mlff.models import build_model
+
+    torch.manual_seed(4)
+    model = build_model("dtnn", ["Cu"], 5.0, n_features=8, n_factors=12, n_interactions=3, dtype=torch.float64)
+    with torch.no_grad():
+        torch.nn.init.normal_(model.out.weight, std=0.5)
+    meta = export_model(model, tmp_path / "dtnn.pt")
+    assert meta["halo_widths"] == [8, 8]
+    got = lammps_point(tmp_path / "np2", cu500, tmp_path / "dtnn.pt", ["Cu"], 2, mode="halo")
+    assert "2 MPI rank(s), halo" in got["log"]
+    assert_agree(got, python_point(cu500, tmp_path / "dtnn.pt"), 1e-10, "DTNN, 2 ranks halo vs Python")
+
+
 # ------------------------------------------------------------------ MD
 
 MD = """

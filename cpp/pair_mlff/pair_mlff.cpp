@@ -58,6 +58,7 @@
 #include <torch/script.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -215,6 +216,11 @@ std::string join(const std::vector<std::string> &v, const std::string &sep = " "
   std::string out;
   for (size_t i = 0; i < v.size(); ++i) out += (i ? sep : "") + v[i];
   return out;
+}
+
+double wall_seconds()
+{
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 const char *mode_description(PairMLFF::Mode mode)
@@ -771,6 +777,7 @@ void PairMLFF::compute(int eflag, int vflag)
   double **f = atom->f;
   const int *type = atom->type;
 
+  const double t0 = wall_seconds();
   check_box();    // the box may shrink during NPT
   if (neighbor->ago == 0 || node_map_nall_ != nall) build_node_map();
 
@@ -850,6 +857,8 @@ void PairMLFF::compute(int eflag, int vflag)
   }
 
   // ---- model call ----------------------------------------------------------
+  const double t1 = wall_seconds();
+  const double halo_before = t_halo_;
   torch::Tensor atomic_energy, edge_grad, node_forces;
   MLFFHaloExchanger exchanger(this);
   n_halo_forward_ = n_halo_reverse_ = 0;
@@ -904,6 +913,14 @@ void PairMLFF::compute(int eflag, int vflag)
                model_path_, comm->me, exception_text(e));
   }
 
+  const double t2 = wall_seconds();
+  t_graph_ += t1 - t0;
+  t_model_ += (t2 - t1) - (t_halo_ - halo_before);
+  sum_nodes_ += n_nodes_;
+  sum_edges_ += static_cast<double>(nedges);
+  sum_local_ += nlocal;
+  ++n_calls_;
+
   if (mode_ == Mode::HALO) {
     const int expected = static_cast<int>(model_->halo_widths.size());
     if (n_halo_forward_ != expected || (!model_->direct_forces && n_halo_reverse_ != expected))
@@ -924,6 +941,7 @@ void PairMLFF::compute(int eflag, int vflag)
       f[i][1] += fn[3 * i + 1];
       f[i][2] += fn[3 * i + 2];
     }
+    t_forces_ += wall_seconds() - t2;
     return;
   }
 
@@ -976,6 +994,42 @@ void PairMLFF::compute(int eflag, int vflag)
         }
     }
   }
+  t_forces_ += wall_seconds() - t2;
+}
+
+/* ----------------------------------------------------------------------
+   end of a run: where this style's time went, min/avg/max over ranks
+------------------------------------------------------------------------- */
+
+void PairMLFF::finish()
+{
+  long calls = n_calls_;
+  MPI_Allreduce(MPI_IN_PLACE, &calls, 1, MPI_LONG, MPI_MAX, world);
+  if (calls > 0) {
+    double mine[7] = {t_graph_, t_model_, t_halo_, t_forces_, sum_local_, sum_nodes_, sum_edges_};
+    double lo[7], hi[7], sum[7];
+    MPI_Allreduce(mine, lo, 7, MPI_DOUBLE, MPI_MIN, world);
+    MPI_Allreduce(mine, hi, 7, MPI_DOUBLE, MPI_MAX, world);
+    MPI_Allreduce(mine, sum, 7, MPI_DOUBLE, MPI_SUM, world);
+    if (comm->me == 0) {
+      const int np = comm->nprocs;
+      std::string msg = fmt::format("pair_style mlff time per rank over {} model calls "
+                                    "(seconds: min avg max):\n", calls);
+      const char *names[4] = {"graph (edges, species)", "model (excl. halo comm)",
+                              "halo exchange (comm)", "forces, virial"};
+      for (int k = 0; k < 4; ++k)
+        msg += fmt::format("  {:<24s} {:10.4g} {:10.4g} {:10.4g}\n", names[k], lo[k], sum[k] / np,
+                           hi[k]);
+      msg += fmt::format("  per call and rank: {:.0f} local atoms, {:.0f} graph nodes, {:.0f} edges "
+                         "(avg; max rank {:.0f} edges)\n",
+                         sum[4] / np / calls, sum[5] / np / calls, sum[6] / np / calls,
+                         hi[6] / calls);
+      utils::logmesg(lmp, msg);
+    }
+  }
+  t_graph_ = t_model_ = t_halo_ = t_forces_ = 0.0;
+  sum_nodes_ = sum_edges_ = sum_local_ = 0.0;
+  n_calls_ = 0;
 }
 
 /* ----------------------------------------------------------------------
@@ -1025,9 +1079,11 @@ at::Tensor MLFFHaloExchanger::forward(const at::Tensor &x)
   double *buf = p.halo_buf_.data();
   double *o = out.data_ptr<double>();
   if (nlocal > 0) std::memcpy(buf, o, sizeof(double) * nlocal * w);
+  const double t0 = wall_seconds();
   p.halo_width_ = static_cast<int>(w);
   p.comm->forward_comm(&p, static_cast<int>(w));
   p.halo_width_ = 0;
+  p.t_halo_ += wall_seconds() - t0;
   for (size_t k = 0; k < p.ghost_node_atoms_.size(); ++k)
     std::memcpy(o + (nlocal + k) * w, buf + static_cast<size_t>(p.ghost_node_atoms_[k]) * w,
                 sizeof(double) * w);
@@ -1053,9 +1109,11 @@ at::Tensor MLFFHaloExchanger::reverse(const at::Tensor &g)
   for (size_t k = 0; k < p.ghost_node_atoms_.size(); ++k)
     std::memcpy(buf + static_cast<size_t>(p.ghost_node_atoms_[k]) * w, gin + (nlocal + k) * w,
                 sizeof(double) * w);
+  const double t0 = wall_seconds();
   p.halo_width_ = static_cast<int>(w);
   p.comm->reverse_comm(&p, static_cast<int>(w));
   p.halo_width_ = 0;
+  p.t_halo_ += wall_seconds() - t0;
   if (nlocal > 0) std::memcpy(out.data_ptr<double>(), buf, sizeof(double) * nlocal * w);
   return out.view(g.sizes()).to(g.device(), g.scalar_type());
 }

