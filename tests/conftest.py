@@ -55,6 +55,17 @@ def assert_forces_are_minus_gradient(energy_of, atoms, forces, atom_indices=None
             assert fd == pytest.approx(forces[i, k], rel=1e-6, abs=1e-8)
 
 
+def sheared_cu(repeat: int, xy: float, xz: float, yz: float, seed: int):
+    """Rattled fcc Cu (``repeat``³ cubic cells) in a restricted-triclinic cell with tilts xy, xz, yz (Å)."""
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(repeat)
+    frac = atoms.get_scaled_positions()
+    L = atoms.cell[0, 0]
+    atoms.set_cell([[L, 0, 0], [xy, L, 0], [xz, yz, L]], scale_atoms=False)
+    atoms.set_scaled_positions(frac)
+    atoms.rattle(0.05, seed=seed)
+    return atoms
+
+
 @pytest.fixture(scope="session")
 def toluene_emt_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "toluene_emt.extxyz"

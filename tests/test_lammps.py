@@ -19,7 +19,7 @@ import torch
 from ase import Atoms
 from ase.build import bulk
 
-from conftest import random_schnet
+from conftest import random_schnet, sheared_cu
 from mlff.calculator import MLFFCalculator, predict
 from mlff.data.molecules import molecule
 from mlff.deploy import export_model
@@ -145,13 +145,7 @@ def cu108():
 @pytest.fixture
 def cu_triclinic():
     """108 Cu atoms in a sheared (restricted-triclinic) periodic cell."""
-    atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(3)
-    frac = atoms.get_scaled_positions()
-    L = atoms.cell[0, 0]
-    atoms.set_cell([[L, 0, 0], [0.9, L, 0], [-0.7, 1.1, L]], scale_atoms=False)
-    atoms.set_scaled_positions(frac)
-    atoms.rattle(0.05, seed=7)
-    return atoms
+    return sheared_cu(3, xy=0.9, xz=-0.7, yz=1.1, seed=7)
 
 
 # ------------------------------------------------------------- discovery

@@ -24,7 +24,7 @@ from ase import Atoms
 from ase.build import bulk
 from scipy.spatial.transform import Rotation
 
-from conftest import random_schnet
+from conftest import random_schnet, sheared_cu
 from lammps_helpers import NKTV2P, lammps_error, read_dump, run_lmp, thermo_tables, write_data
 from mlff.calculator import MLFFCalculator
 from mlff.data.molecules import molecule
@@ -56,13 +56,7 @@ def cu2048():
 
 @pytest.fixture(scope="module")
 def cu2048_triclinic():
-    atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(8)
-    frac = atoms.get_scaled_positions()
-    L = atoms.cell[0, 0]
-    atoms.set_cell([[L, 0, 0], [2.1, L, 0], [-1.7, 2.6, L]], scale_atoms=False)
-    atoms.set_scaled_positions(frac)
-    atoms.rattle(0.05, seed=12)
-    return atoms
+    return sheared_cu(8, xy=2.1, xz=-1.7, yz=2.6, seed=12)
 
 
 @pytest.fixture(scope="module")
