@@ -178,7 +178,8 @@ class Trainer:
         # index tables): the EMA copies them instead of averaging them, which would round
         # integer buffers through floating point.
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=False)
-        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.Adam(trainable, lr=cfg.lr)
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=cfg.lr_factor,
                                                                patience=cfg.lr_patience, min_lr=cfg.min_lr)
         history: list[dict] = []
@@ -225,7 +226,9 @@ class Trainer:
                     per_atom = (batch.volume / batch.n_atoms)[:, None, None]
                     loss = loss + stress_weight * torch.mean(((stress - batch.stress) * per_atom) ** 2)
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                # only the weights: the positions are leaves too, and their second-order
+                # gradient (a Hessian-vector product nobody reads) costs up to 40 % of a step
+                loss.backward(inputs=trainable)
                 optimizer.step()
                 ema.update_parameters(model)
                 loss_sum += float(loss.detach()) * batch.n_structures
