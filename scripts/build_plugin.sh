@@ -28,7 +28,7 @@ command -v cmake >/dev/null || { echo "build_plugin.sh: cmake not found" >&2; ex
 cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release \
   -DPython_EXECUTABLE="$PYTHON" ${CMAKE_ARGS:-}
 cmake --build "$BUILD_DIR" -j "$JOBS"
-cmake --install "$BUILD_DIR" >/dev/null
+bash "$ROOT/scripts/install_built.sh" "$BUILD_DIR"
 
 LIBDIR="$ROOT/python/mlff/lib"
 for f in mlffplugin.so libmlff_pair.so libmlff_ops.so; do

@@ -33,6 +33,8 @@ from mlff.models.symmetry_functions import SymmetryFunctions, edge_pairs, parame
 from mlff.train.checkpoint import load_checkpoint, model_from_record, model_record, save_checkpoint
 
 KINDS = ["bp", "dtnn", "mbe"]
+# the C++ kernel and the pure-PyTorch reference of the symmetry functions (tests/test_symmetry_ops.py)
+IMPLEMENTATIONS = ["ops", "torch"]
 SMALL = {"bp": {"symmetry_functions": "Gs-3-4-1-G4"}, "dtnn": {"n_features": 16, "n_factors": 24, "n_interactions": 2},
          "mbe": {"n_hidden": 24}}
 
@@ -108,8 +110,9 @@ def fc_poly(r, rc, gamma):
     return 1.0 + gamma * x ** (gamma + 1) - (gamma + 1) * x**gamma if r < rc else 0.0
 
 
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
 @pytest.mark.parametrize("cutoff", ["cosine", "polynomial"])
-def test_symmetry_functions_match_hand_computed_values(cutoff):
+def test_symmetry_functions_match_hand_computed_values(cutoff, implementation):
     """O–H–H triangle, species order [H, O]: every G2/G4/G5 entry of every atom written
     out from the formulas (thesis Eqs. 6.6–6.9, G5 of Behler 2015) with plain math."""
     rc, gamma = 3.0, 5.0
@@ -118,7 +121,7 @@ def test_symmetry_functions_match_hand_computed_values(cutoff):
     atoms = Atoms("OH2", positions=pos)
     radial = [[0.0, 0.0], [0.7, 0.0], [2.0, 0.9]]
     angular = [[4, 0.3, 1.0, 1.0], [4, 0.1, 2.0, -1.0], [5, 0.2, 1.0, -1.0], [5, 0.05, 4.0, 1.0]]
-    sf = SymmetryFunctions(2, rc, radial, angular, cutoff=cutoff, gamma=gamma)
+    sf = SymmetryFunctions(2, rc, radial, angular, cutoff=cutoff, gamma=gamma, implementation=implementation)
     g = atoms_to_graph(atoms, ["H", "O"], rc)
     got = sf(g.species, g.edge_index, g.edge_vec()).numpy()
     assert got.shape == (3, 2 * 3 + 3 * 4)
@@ -151,13 +154,14 @@ def test_symmetry_functions_match_hand_computed_values(cutoff):
     assert abs(got[O, 6]) > 1e-3, "angular value too small to test anything"
 
 
-def test_angular_sum_is_over_unordered_pairs():
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_angular_sum_is_over_unordered_pairs(implementation):
     """Convention: Σ_{j<k} (AMP, dscribe); the thesis's ordered Σ_{j,k≠i} is exactly twice ours.
     CH4: 4 neighbours of C → 6 unordered pairs, each with the same tetrahedral angle."""
     from ase.build import molecule as ase_molecule
 
     atoms = ase_molecule("CH4")
-    sf = SymmetryFunctions(2, 4.0, [], [[5, 0.0, 1.0, 1.0]], cutoff="cosine")
+    sf = SymmetryFunctions(2, 4.0, [], [[5, 0.0, 1.0, 1.0]], cutoff="cosine", implementation=implementation)
     g = atoms_to_graph(atoms, ["H", "C"], 4.0)
     got = sf(g.species, g.edge_index, g.edge_vec()).numpy()
     c = int(np.flatnonzero(np.array(atoms.get_chemical_symbols()) == "C")[0])
@@ -206,8 +210,9 @@ def test_parameter_sets_follow_the_thesis():
         parameter_set("Gs-6-G4", 6.0)
 
 
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
 @pytest.mark.parametrize("system", ["toluene", "cu"])
-def test_symmetry_functions_match_dscribe(system):
+def test_symmetry_functions_match_dscribe(system, implementation):
     """dscribe (if installed) uses the same conventions: G2 = Σ exp(−η(r−r_s)²) f_c,
     G4/G5 summed over j < k, cosine cutoff, blocks per neighbour element then per
     element pair; its always-present G1 = Σ f_c is our G2 with η = r_s = 0."""
@@ -221,7 +226,7 @@ def test_symmetry_functions_match_dscribe(system):
     ref = dscribe.ACSF(species=species, r_cut=rc, g2_params=g2, g4_params=g4, g5_params=g5,
                        periodic=bool(atoms.pbc.all())).create(atoms)
     sf = SymmetryFunctions(len(species), rc, [[0.0, 0.0]] + g2, [[4, *p] for p in g4] + [[5, *p] for p in g5],
-                           cutoff="cosine")
+                           cutoff="cosine", implementation=implementation)
     g = atoms_to_graph(atoms, species, rc)
     got = sf(g.species, g.edge_index, g.edge_vec()).numpy()
     np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-12)  # both float64

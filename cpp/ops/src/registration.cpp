@@ -2,7 +2,7 @@
 // Python: torch.ops.mlff.<name> after mlff.ops is imported; TorchScript models
 // serialise the calls by name, and LAMMPS resolves them in this same library.
 //
-// Operator set (kOpsVersion = 1):
+// Operator set (kOpsVersion = 2):
 //   halo_exchange(Tensor x) -> Tensor     ghost rows <- owner rows (identity without exchanger)
 //   halo_reverse(Tensor g) -> Tensor      adjoint: owner rows += ghost rows, ghost rows = 0
 //   halo_set_owner_map(Tensor owner) -> ()  install an index-map exchanger (tests)
@@ -10,6 +10,9 @@
 //   halo_active() -> bool                 whether some exchanger is installed
 //   select_device_index(int node_local_rank, int device_count) -> int
 //   ops_version() -> int
+//   symmetry_functions(Tensor edge_vec, Tensor centre, Tensor neighbour_species, int n_atoms,
+//       int n_species, Tensor radial, Tensor angular, float r_c, int cutoff, float gamma) -> Tensor
+//                                         G2/G4/G5 [n_atoms, F], differentiable twice (src/symmetry_functions.cpp)
 // Kernels for the models (symmetry functions, tensor products, ...) go into
 // further src/*.cpp files and are declared here.
 
@@ -42,6 +45,8 @@ TORCH_LIBRARY(mlff, m)
   m.def("select_device_index(int node_local_rank, int device_count) -> int",
         &mlff::select_device_index);
   m.def("ops_version() -> int", &ops_version);
+  m.def("symmetry_functions(Tensor edge_vec, Tensor centre, Tensor neighbour_species, int n_atoms, int n_species, "
+        "Tensor radial, Tensor angular, float r_c, int cutoff, float gamma) -> Tensor");
 }
 
 // CompositeImplicitAutograd: the kernel is an autograd::Function, which records
@@ -50,4 +55,5 @@ TORCH_LIBRARY_IMPL(mlff, CompositeImplicitAutograd, m)
 {
   m.impl("halo_exchange", &mlff::halo_exchange);
   m.impl("halo_reverse", &mlff::halo_reverse);
+  m.impl("symmetry_functions", &mlff::symmetry_functions);
 }

@@ -53,6 +53,8 @@ class BehlerParrinello(EnergyModel):
         activation: ``"tanh"`` (default), ``"sigmoid"`` or ``"silu"``.
         feature_scaling: ``"standard"`` (mean/std per element and function, default) or
             ``"minmax"`` (AMP: to ``[−1, 1]``).
+        implementation: symmetry functions by mlff's C++ kernel (``"ops"``), by the
+            pure-PyTorch reference (``"torch"``), or the kernel when built (``"auto"``).
 
     ``forward(species [n] int64, edge_index [2, e] int64, edge_vec [e, 3] Å) ->
     atomic energies [n] eV`` in the model dtype (float32 or float64). Raises
@@ -66,7 +68,7 @@ class BehlerParrinello(EnergyModel):
     def __init__(self, species: list[str], r_max: float = 6.0, symmetry_functions: str = "Gs-6-10-1-G4",
                  radial: list[list[float]] | None = None, angular: list[list[float]] | None = None,
                  cutoff: str = "polynomial", cutoff_gamma: float = 5.0, hidden: Sequence[int] = (10, 10),
-                 activation: str = "tanh", feature_scaling: str = "standard"):
+                 activation: str = "tanh", feature_scaling: str = "standard", implementation: str = "auto"):
         if radial is None and angular is None:
             radial, angular = parameter_set(symmetry_functions, r_max)
         radial = [[float(v) for v in p] for p in (radial or [])]
@@ -80,9 +82,11 @@ class BehlerParrinello(EnergyModel):
             raise ConfigError(f"hidden layer widths must be ≥ 1, got {hidden}")
         super().__init__(species, r_max, dict(symmetry_functions=symmetry_functions, radial=radial, angular=angular,
                                               cutoff=cutoff, cutoff_gamma=float(cutoff_gamma), hidden=hidden,
-                                              activation=activation, feature_scaling=feature_scaling))
+                                              activation=activation, feature_scaling=feature_scaling,
+                                              implementation=implementation))
         self.n_message_passing = 1
-        self.descriptor = SymmetryFunctions(len(species), r_max, radial, angular, cutoff, cutoff_gamma)
+        self.descriptor = SymmetryFunctions(len(species), r_max, radial, angular, cutoff, cutoff_gamma,
+                                            implementation)
         n_in = self.descriptor.n_features
         S = len(species)
         self.register_buffer("feature_shift", torch.zeros(S, n_in, dtype=torch.float64))

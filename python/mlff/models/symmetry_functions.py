@@ -36,6 +36,13 @@ Triplets are built inside the module from the edge list alone (every unordered p
 of edges that share their centre atom, ``r_jk = r_ik − r_ij``), so the descriptor
 needs only the centre's edges; this is what the LAMMPS plugin passes in its
 ghost-node mode. Everything is vectorised and TorchScript-compatible.
+
+**Implementations.** ``implementation="ops"`` calls mlff's C++ kernel
+``torch.ops.mlff.symmetry_functions`` (``cpp/ops/src/symmetry_functions.cpp``: one pass
+over each atom's pairs and triplets, analytic first and second derivatives);
+``"torch"`` is the pure-PyTorch code of this module, kept as the reference the kernel is
+tested against. ``"auto"`` (default) picks the kernel when ``libmlff_ops.so`` is built.
+Tensors on a GPU always take the PyTorch path (no CUDA kernel yet).
 """
 
 from __future__ import annotations
@@ -48,9 +55,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import ops
 from ..errors import ConfigError
 
 CUTOFFS = ("cosine", "polynomial")
+IMPLEMENTATIONS = ("auto", "ops", "torch")
 
 
 # --------------------------------------------------------------------------- cutoffs
@@ -108,21 +117,32 @@ class SymmetryFunctions(nn.Module):
         angular: list of ``(kind, η [Å⁻²], ζ, λ)`` with ``kind`` 4 (G4) or 5 (G5),
             ``ζ ≥ 1``, ``λ = ±1``.
         cutoff: ``"cosine"`` or ``"polynomial"``; ``gamma``: the polynomial's γ.
+        implementation: ``"auto"``, ``"ops"`` (C++ kernel) or ``"torch"`` (reference);
+            see the module docstring.
 
     ``forward(species [n] int64, edge_index [2, e] int64, edge_vec [e, 3] Å)`` returns
     ``[n, S·len(radial) + S(S+1)/2·len(angular)]`` in the dtype of ``edge_vec`` (the
     buffers follow ``module.to(dtype)``). Raises ``ConfigError`` at construction for an
     unknown cutoff, a non-positive ``r_c``, ``ζ < 1``, a negative η, an empty
-    parameter set or an angular kind other than 4/5.
+    parameter set, an angular kind other than 4/5, an unknown implementation, or
+    ``"ops"`` when the C++ library is not built.
 
     The module has floating-point buffers only (η, r_s, ζ, λ, 2^{1−ζ}); its index table is a
     plain tensor attribute (not in ``buffers()``/``state_dict``, rebuilt from the parameters),
     so EMA weight averaging cannot corrupt it.
     """
 
+    # a TorchScript constant: the branch not taken is not compiled into a deployed model
+    __constants__ = ["use_ops"]
+
     def __init__(self, n_species: int, r_c: float, radial: List[List[float]], angular: List[List[float]],
-                 cutoff: str = "polynomial", gamma: float = 5.0):
+                 cutoff: str = "polynomial", gamma: float = 5.0, implementation: str = "auto"):
         super().__init__()
+        if implementation not in IMPLEMENTATIONS:
+            raise ConfigError(f"unknown symmetry-function implementation {implementation!r}; "
+                              f"available: {list(IMPLEMENTATIONS)}")
+        if implementation == "ops" and not ops.NATIVE:
+            raise ConfigError(f"symmetry-function implementation 'ops' needs the C++ library: {ops.WHERE}")
         if cutoff not in CUTOFFS:
             raise ConfigError(f"unknown cutoff {cutoff!r}; available: {list(CUTOFFS)}")
         if r_c <= 0:
@@ -175,11 +195,24 @@ class SymmetryFunctions(nn.Module):
         # use_buffers=True, as in the trainer) averages integer buffers in floating point and
         # truncates them back, which corrupts indices for some decays (e.g. 0.9).
         self.angular_column = torch.tensor(column, dtype=torch.int64)
+        # the C++ kernel's parameter tables: plain float64 attributes, exact whatever the model dtype
+        self.use_ops = implementation == "ops" or (implementation == "auto" and ops.NATIVE)
+        self.cutoff_code = CUTOFFS.index(cutoff)
+        self.radial_table = torch.tensor(radial, dtype=f64).reshape(-1, 2)
+        self.angular_table = torch.tensor(angular, dtype=f64).reshape(-1, 4)
 
     def fc(self, r: torch.Tensor) -> torch.Tensor:
         return cutoff_function(r, self.r_c, self.cutoff, self.gamma)
 
     def forward(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor) -> torch.Tensor:
+        if self.use_ops and not edge_vec.is_cuda:
+            return torch.ops.mlff.symmetry_functions(
+                edge_vec, edge_index[0], species.index_select(0, edge_index[1]), species.shape[0], self.n_species,
+                self.radial_table, self.angular_table, self.r_c, self.cutoff_code, self.gamma)
+        return self.reference(species, edge_index, edge_vec)
+
+    def reference(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor) -> torch.Tensor:
+        """The pure-PyTorch descriptor (same inputs and output as :meth:`forward`)."""
         n = species.shape[0]
         S, P = self.n_species, self.n_pairs
         # edges at or beyond r_c contribute nothing (f_c = 0); drop them so every kept term is smooth

@@ -27,7 +27,7 @@ from typing import Iterator
 import torch
 
 LIBRARY_NAME = "libmlff_ops.so"
-OPS_VERSION = 1  # must match mlff::kOpsVersion (cpp/ops/include/mlff/ops.h)
+OPS_VERSION = 2  # must match mlff::kOpsVersion (cpp/ops/include/mlff/ops.h)
 
 
 def library_path() -> str:
@@ -44,6 +44,7 @@ def _already_registered() -> bool:
 
 
 _fallback_lib = None
+_why = ""
 
 
 def _register_fallback() -> None:
@@ -55,6 +56,14 @@ def _register_fallback() -> None:
     # clone is differentiable, so autograd through the identity is exact
     lib.impl("halo_exchange", lambda x: x.clone(), "CompositeImplicitAutograd")
     lib.impl("halo_reverse", lambda g: g.clone(), "CompositeImplicitAutograd")
+    # schema only, so that models can still be scripted; their "auto" choice avoids calling it
+    lib.define("symmetry_functions(Tensor edge_vec, Tensor centre, Tensor neighbour_species, int n_atoms, "
+               "int n_species, Tensor radial, Tensor angular, float r_c, int cutoff, float gamma) -> Tensor")
+
+    def _not_built(*args):
+        raise RuntimeError(f"torch.ops.mlff.symmetry_functions needs the C++ operator library: {_why}")
+
+    lib.impl("symmetry_functions", _not_built, "CompositeImplicitAutograd")
     _fallback_lib = lib
 
 
@@ -75,6 +84,8 @@ def _load() -> tuple[bool, str]:
             return True, path
     else:
         why = f"{path} is not built (scripts/build_plugin.sh)"
+    global _why
+    _why = why
     _register_fallback()
     return False, why
 

@@ -69,8 +69,18 @@ MLFF_OPS_API at::Tensor halo_reverse(const at::Tensor &g);
 // -1 when there is no device.  Round-robin: node_local_rank mod device_count.
 MLFF_OPS_API int64_t select_device_index(int64_t node_local_rank, int64_t device_count);
 
+// Atom-centred symmetry functions G2/G4/G5 of every centre atom from its edges
+// (src/symmetry_functions.cpp; layout and conventions of mlff.models.symmetry_functions).
+// edge_vec [E, 3] (Å, x_j − x_i; float32/float64), centre [E] and neighbour_species [E]
+// int64, radial [R, 2] = (η Å⁻², r_s Å), angular [A, 4] = (4|5, η Å⁻², ζ, λ), cutoff 0 = cosine,
+// 1 = polynomial(γ).  Returns [n_atoms, S·R + S(S+1)/2·A]; differentiable twice w.r.t. edge_vec.
+MLFF_OPS_API at::Tensor symmetry_functions(const at::Tensor &edge_vec, const at::Tensor &centre,
+                                           const at::Tensor &neighbour_species, int64_t n_atoms, int64_t n_species,
+                                           const at::Tensor &radial, const at::Tensor &angular, double r_c,
+                                           int64_t cutoff, double gamma);
+
 // Version of the operator set; bumped when an op's schema or meaning changes.
-constexpr int64_t kOpsVersion = 1;
+constexpr int64_t kOpsVersion = 2;
 
 }    // namespace mlff
 
