@@ -114,3 +114,17 @@ def test_ema_keeps_fitted_buffers_exact(toluene_emt_file, tmp_path):
     for name in ("energy_scale.reference_energy", "energy_scale.scale", "rbf.centres"):
         assert torch.equal(best[name], last[name]), name
     assert not torch.equal(best["readout.0.weight"], last["readout.0.weight"])  # weights are averaged
+
+
+def test_cpu_budget_ends_a_long_epoch_early(toluene_emt_file, tmp_path):
+    """A budget smaller than one epoch stops inside the first epoch (batch 1), still
+    validating and writing a usable best.ckpt."""
+    full = tmp_path / "full"
+    assert mlff(train_args(toluene_emt_file, full, "--epochs", "1", "--batch-size", "1")) == 0
+    epoch_cpu_s = float(list(csv.DictReader(open(full / "metrics.csv")))[0]["cpu_s"])
+    run = tmp_path / "run"
+    assert mlff(train_args(toluene_emt_file, run, "--epochs", "5", "--batch-size", "1",
+                           "--max-cpu-minutes", "0.0001")) == 0
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    assert len(rows) == 1 and float(rows[0]["cpu_s"]) < 0.5 * epoch_cpu_s
+    assert (run / "best.ckpt").is_file()

@@ -211,7 +211,7 @@ class Trainer:
         stop_reason = "epochs done"
         for epoch in bar:
             model.train()
-            errors, loss_sum = Errors(), 0.0
+            errors, loss_sum, n_seen = Errors(), 0.0, 0
             order = rng.permutation(len(train))
             for start in range(0, len(order), cfg.batch_size):
                 batch = collate([train[k] for k in order[start:start + cfg.batch_size]])
@@ -232,13 +232,20 @@ class Trainer:
                 optimizer.step()
                 ema.update_parameters(model)
                 loss_sum += float(loss.detach()) * batch.n_structures
+                n_seen += batch.n_structures
                 errors.add(energy, batch.energy, batch.n_atoms, forces, batch.forces)
+                # a budget can run out inside a long epoch (big models, small budgets): end the
+                # epoch early, so the overshoot is at most one batch plus one validation
+                if cfg.max_cpu_minutes is not None and time.process_time() - t_cpu >= 60 * cfg.max_cpu_minutes:
+                    break
+                if cfg.max_minutes is not None and time.perf_counter() - t_wall >= 60 * cfg.max_minutes:
+                    break
             if not all(math.isfinite(p.detach().sum().item()) for p in model.parameters()):
                 raise FloatingPointError(f"training diverged at epoch {epoch + 1} (non-finite weights); "
                                          f"lower the learning rate (now {optimizer.param_groups[0]['lr']:g})")
             val = evaluate_graphs(ema.module, valid, cfg.valid_batch_size)
             tr = errors.summary()
-            row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": loss_sum / len(train),
+            row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": loss_sum / n_seen,
                    "train_energy_mae": tr["energy_mae"], "train_force_mae": tr["force_mae"],
                    "valid_energy_mae": val["energy_mae"], "valid_force_mae": val["force_mae"],
                    "valid_energy_rmse": val["energy_rmse"], "valid_force_rmse": val["force_rmse"],
