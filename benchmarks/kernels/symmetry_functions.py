@@ -1,0 +1,121 @@
+"""Speed of mlff's symmetry-function kernel against the pure-PyTorch path, in one run.
+
+    python benchmarks/kernels/symmetry_functions.py [--threads 1] [--repeat 5] [--json OUT]
+
+For each system it times, with both implementations and in the same process:
+
+* descriptor forward + backward (what a force call spends in the descriptor);
+* a whole ``bp`` force call (energy and forces by autograd, ``create_graph=False``);
+* a ``bp`` training step (force loss, double backward into the weights).
+
+Systems: toluene, 15 atoms, ``Gs-6-10-1-G4`` at 5 Å with 50-50 networks (the
+``benchmarks/accuracy`` toluene model; latency), and fcc Cu, 4,000 atoms (10³ cells,
+rattled), ``cu_emt_final`` at 5 Å with 10-10 networks (the accuracy benchmark's Cu
+model; throughput). Timings are the median of ``--repeat`` runs of CPU time per call
+(``time.process_time``, so other load on the machine disturbs them less than wall time).
+Printed: milliseconds, µs per atom and the ratio ``torch / ops`` (> 1: the kernel is faster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+from ase.build import bulk
+
+from mlff import ops
+from mlff.data.molecules import molecule
+from mlff.graph import atoms_to_graph, collate
+from mlff.models import build_model
+from mlff.train.trainer import energy_and_forces
+
+SYSTEMS = {
+    "toluene (15 atoms)": dict(species=["H", "C"], set="Gs-6-10-1-G4", hidden=[50, 50], batch=1),
+    "Cu fcc (4,000 atoms)": dict(species=["Cu"], set="cu_emt_final", hidden=[10, 10], batch=1),
+}
+
+
+def structure(name: str):
+    if name.startswith("toluene"):
+        atoms = molecule("toluene")
+    else:
+        atoms = bulk("Cu", "fcc", a=3.615, cubic=True).repeat((10, 10, 10))
+    atoms.rattle(0.05, seed=1)
+    return atoms
+
+
+def cpu_ms(fn, repeat: int, inner: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeat):
+        t = time.process_time()
+        for _ in range(inner):
+            fn()
+        times.append((time.process_time() - t) / inner * 1e3)
+    return statistics.median(times)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--json", help="also write the results here")
+    args = p.parse_args()
+    if not ops.NATIVE:
+        raise SystemExit(f"the C++ operators are not built: {ops.WHERE}")
+    torch.set_num_threads(args.threads)
+    dtype = getattr(torch, args.dtype)
+    results = []
+    print(f"mlff symmetry functions, {args.dtype}, {args.threads} thread(s), CPU ms per call (median of {args.repeat})")
+    print("| system | what | torch (ms) | ops (ms) | ops µs/atom | torch / ops |")
+    print("|---|---|---|---|---|---|")
+    for name, spec in SYSTEMS.items():
+        atoms = structure(name)
+        n = len(atoms)
+        batch = collate([atoms_to_graph(atoms, spec["species"], 5.0)]).to(dtype)
+        batch.forces = torch.zeros(n, 3, dtype=dtype)
+        inner = 20 if n < 100 else 1
+        row = {}
+        for impl in ("torch", "ops"):
+            torch.manual_seed(0)
+            model = build_model("bp", spec["species"], 5.0, dtype, symmetry_functions=spec["set"],
+                                hidden=spec["hidden"], implementation=impl)
+            for prm in model.parameters():
+                torch.nn.init.normal_(prm, std=0.1)
+            sf = model.descriptor
+            vec = batch.edge_vec().detach()
+
+            def descriptor():
+                v = vec.clone().requires_grad_(True)
+                g = sf(batch.species, batch.edge_index, v)
+                torch.autograd.grad(g.sum(), v)
+
+            def force_call():
+                energy_and_forces(model, batch, create_graph=False)
+
+            params = list(model.parameters())
+
+            def train_step():
+                energy, forces = energy_and_forces(model, batch, create_graph=True)
+                loss = ((forces - batch.forces) ** 2).mean() + energy.pow(2).mean()
+                torch.autograd.backward(loss, inputs=params)
+
+            for what, fn in (("descriptor fwd+bwd", descriptor), ("bp force call", force_call),
+                             ("bp training step", train_step)):
+                row.setdefault(what, {})[impl] = cpu_ms(fn, args.repeat, inner)
+        for what, t in row.items():
+            ratio = t["torch"] / t["ops"]
+            print(f"| {name} | {what} | {t['torch']:.3f} | {t['ops']:.3f} | {t['ops'] * 1e3 / n:.2f} | {ratio:.2f} |")
+            results.append({"system": name, "what": what, "torch_ms": t["torch"], "ops_ms": t["ops"],
+                            "ops_us_per_atom": t["ops"] * 1e3 / n, "ratio": ratio})
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"dtype": args.dtype, "threads": args.threads, "results": results}, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()
