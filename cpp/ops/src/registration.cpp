@@ -13,6 +13,10 @@
 //   symmetry_functions(Tensor edge_vec, Tensor centre, Tensor neighbour_species, int n_atoms,
 //       int n_species, Tensor radial, Tensor angular, float r_c, int cutoff, float gamma) -> Tensor
 //                                         G2/G4/G5 [n_atoms, F], differentiable twice (src/symmetry_functions.cpp)
+//   tp_conv(Tensor h, Tensor sh, Tensor weight, Tensor centre, Tensor neighbour, int n_nodes,
+//       Tensor paths, Tensor coeff_index, Tensor coeff) -> Tensor
+//                                         uvu CG tensor-product convolution, gather + scatter fused,
+//                                         differentiable twice (src/tensor_product.cpp)
 // Kernels for the models (symmetry functions, tensor products, ...) go into
 // further src/*.cpp files and are declared here.
 
@@ -47,6 +51,8 @@ TORCH_LIBRARY(mlff, m)
   m.def("ops_version() -> int", &ops_version);
   m.def("symmetry_functions(Tensor edge_vec, Tensor centre, Tensor neighbour_species, int n_atoms, int n_species, "
         "Tensor radial, Tensor angular, float r_c, int cutoff, float gamma) -> Tensor");
+  m.def("tp_conv(Tensor h, Tensor sh, Tensor weight, Tensor centre, Tensor neighbour, int n_nodes, Tensor paths, "
+        "Tensor coeff_index, Tensor coeff) -> Tensor");
 }
 
 // CompositeImplicitAutograd: the kernel is an autograd::Function, which records
@@ -56,4 +62,5 @@ TORCH_LIBRARY_IMPL(mlff, CompositeImplicitAutograd, m)
   m.impl("halo_exchange", &mlff::halo_exchange);
   m.impl("halo_reverse", &mlff::halo_reverse);
   m.impl("symmetry_functions", &mlff::symmetry_functions);
+  m.impl("tp_conv", &mlff::tp_conv);
 }

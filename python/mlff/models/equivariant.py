@@ -33,7 +33,37 @@ from e3nn.nn import FullyConnectedNet
 from e3nn.util.jit import compile as e3nn_compile
 from torch import nn
 
+from .. import ops
+from ..errors import ConfigError
 from .base import EnergyModel
+
+IMPLEMENTATIONS = ("auto", "ops", "e3nn")
+
+
+def tensor_product_tables(tp: o3.TensorProduct) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The path tables of ``torch.ops.mlff.tp_conv`` for an e3nn ``"uvu"`` tensor product
+    with per-edge weights (``cpp/ops/src/tensor_product.cpp``): ``paths [K, 7]`` int64
+    (offset and irrep dimension in input 1, multiplicity, offset in input 2, offset and
+    dimension in the output, weight offset), ``coeff_index [nnz, 4]`` int64 (path, m1, m2,
+    m3) and ``coeff [nnz]`` float64 = e3nn's ``path_weight`` × ``o3.wigner_3j`` (the exact
+    coefficients e3nn's own code uses; non-zeros only)."""
+    paths, index, coeff = [], [], []
+    w_off = 0
+    s1, s2, s3 = tp.irreps_in1.slices(), tp.irreps_in2.slices(), tp.irreps_out.slices()
+    for k, ins in enumerate(tp.instructions):
+        mul, ir1 = tp.irreps_in1[ins.i_in1]
+        mul2, ir2 = tp.irreps_in2[ins.i_in2]
+        mul_out, ir3 = tp.irreps_out[ins.i_out]
+        if ins.connection_mode != "uvu" or mul2 != 1 or mul_out != mul or not ins.has_weight:
+            raise ValueError(f"tp_conv supports weighted uvu paths with a multiplicity-1 second input, got {ins}")
+        paths.append([s1[ins.i_in1].start, ir1.dim, mul, s2[ins.i_in2].start, s3[ins.i_out].start, ir3.dim, w_off])
+        w_off += mul
+        c = o3.wigner_3j(ir1.l, ir2.l, ir3.l, dtype=torch.float64) * ins.path_weight
+        for m1, m2, m3 in torch.nonzero(c.abs() > 1e-15).tolist():
+            index.append([k, m1, m2, m3])
+            coeff.append(float(c[m1, m2, m3]))
+    return (torch.tensor(paths, dtype=torch.int64).reshape(-1, 7), torch.tensor(index, dtype=torch.int64).reshape(-1, 4),
+            torch.tensor(coeff, dtype=torch.float64))
 
 
 @contextmanager
@@ -202,19 +232,40 @@ class EdgeConvolution(nn.Module):
     centre atom: ``m_i = Σ_j R(r_ij) · (h_j ⊗ Y(r̂_ij))``.
 
     ``forward(h [n, irreps_in.dim], sh, radial, edge_index) -> [n, irreps_out.dim]``.
+
+    ``implementation``: ``"ops"`` runs mlff's fused C++ kernel ``torch.ops.mlff.tp_conv``
+    (gather, tensor product and scatter in one pass, analytic first and second
+    derivatives); ``"e3nn"`` runs ``e3nn.o3.TensorProduct`` on gathered features and
+    scatters (the reference); ``"auto"`` picks the kernel when the C++ library is built
+    and the tensors are on the CPU. Both give the same numbers (``tests/test_tensor_product_ops.py``).
+    Raises ``ConfigError`` for an unknown implementation or ``"ops"`` without the library.
     """
 
+    __constants__ = ["use_ops"]  # TorchScript constant: the branch not taken is not compiled
+
     def __init__(self, irreps_in: o3.Irreps, irreps_sh: o3.Irreps, targets: o3.Irreps, n_basis: int,
-                 radial_hidden: int, radial_layers: int):
+                 radial_hidden: int, radial_layers: int, implementation: str = "auto"):
         super().__init__()
+        if implementation not in IMPLEMENTATIONS:
+            raise ConfigError(f"unknown tensor-product implementation {implementation!r}; "
+                              f"available: {list(IMPLEMENTATIONS)}")
+        if implementation == "ops" and not ops.NATIVE:
+            raise ConfigError(f"tensor-product implementation 'ops' needs the C++ library: {ops.WHERE}")
         self.irreps_in = o3.Irreps(irreps_in)
         self.irreps_out, instructions = tensor_product_paths(self.irreps_in, irreps_sh, targets, "uvu")
         self.tp = o3.TensorProduct(self.irreps_in, irreps_sh, self.irreps_out, instructions,
                                    shared_weights=False, internal_weights=False)
         self.radial = RadialMLP([n_basis] + [radial_hidden] * radial_layers + [self.tp.weight_numel])
+        self.use_ops = implementation == "ops" or (implementation == "auto" and ops.NATIVE)
+        # plain tensor attributes, not buffers: integer buffers do not survive EMA averaging
+        self.tp_paths, self.tp_coeff_index, self.tp_coeff = tensor_product_tables(self.tp)
 
     def forward(self, h: torch.Tensor, sh: torch.Tensor, radial: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
-        messages = self.tp(h.index_select(0, edge_index[1]), sh, self.radial(radial))
+        weight = self.radial(radial)
+        if self.use_ops and not h.is_cuda:
+            return torch.ops.mlff.tp_conv(h, sh, weight, edge_index[0], edge_index[1], h.shape[0], self.tp_paths,
+                                          self.tp_coeff_index, self.tp_coeff)
+        messages = self.tp(h.index_select(0, edge_index[1]), sh, weight)
         return scatter_sum(messages, edge_index[0], h.shape[0])
 
 

@@ -42,10 +42,11 @@ class NequIPInteraction(nn.Module):
     """One interaction block: ``x [n, irreps_in.dim] → [n, irreps_out.dim]`` (residual included)."""
 
     def __init__(self, irreps_in: o3.Irreps, irreps_hidden: o3.Irreps, irreps_sh: o3.Irreps, n_species: int,
-                 n_basis: int, radial_hidden: int, radial_layers: int):
+                 n_basis: int, radial_hidden: int, radial_layers: int, implementation: str = "auto"):
         super().__init__()
         self.linear_in = o3.Linear(irreps_in, irreps_in)
-        self.conv = EdgeConvolution(irreps_in, irreps_sh, irreps_hidden, n_basis, radial_hidden, radial_layers)
+        self.conv = EdgeConvolution(irreps_in, irreps_sh, irreps_hidden, n_basis, radial_hidden, radial_layers,
+                                    implementation)
         reachable = {ir for _, ir in self.conv.irreps_out}
         scalars = o3.Irreps([(mul, ir) for mul, ir in irreps_hidden if ir.l == 0 and ir in reachable])
         gated = o3.Irreps([(mul, ir) for mul, ir in irreps_hidden if ir.l > 0 and ir in reachable])
@@ -77,6 +78,9 @@ class NequIP(EquivariantModel):
         n_basis: Bessel functions; ``radial_hidden``/``radial_layers``: radial MLP shape.
         avg_num_neighbors: normalisation ``N_avg`` (``None``: fitted on the training set).
         direct_forces: output forces ``[n, 3]`` from a ``1o`` readout instead of energies.
+        implementation: convolutions by mlff's fused C++ kernel (``"ops"``), by e3nn
+            (``"e3nn"``), or the kernel when built (``"auto"``, default);
+            see :class:`~mlff.models.equivariant.EdgeConvolution`.
 
     ``forward(species [n], edge_index [2, e], edge_vec [e, 3] Å) -> atomic energies [n] eV``
     (or forces ``[n, 3]`` eV/Å with ``direct_forces``).
@@ -86,13 +90,13 @@ class NequIP(EquivariantModel):
 
     def __init__(self, species: list[str], r_max: float = 5.0, n_features: int = 32, l_max: int = 1,
                  n_interactions: int = 3, n_basis: int = 8, radial_hidden: int = 64, radial_layers: int = 2,
-                 avg_num_neighbors: float | None = None, direct_forces: bool = False):
+                 avg_num_neighbors: float | None = None, direct_forces: bool = False, implementation: str = "auto"):
         if l_max < 1:
             raise ConfigError("nequip needs l_max >= 1")
         super().__init__(species, r_max, dict(n_features=n_features, l_max=l_max, n_interactions=n_interactions,
                                               n_basis=n_basis, radial_hidden=radial_hidden,
                                               radial_layers=radial_layers, avg_num_neighbors=avg_num_neighbors,
-                                              direct_forces=direct_forces),
+                                              direct_forces=direct_forces, implementation=implementation),
                          direct_forces=direct_forces, avg_num_neighbors=avg_num_neighbors)
         self.n_message_passing = n_interactions
         with float64_construction():  # exact Clebsch–Gordan coefficients
@@ -104,7 +108,7 @@ class NequIP(EquivariantModel):
             layers = []
             for _ in range(n_interactions):
                 layer = NequIPInteraction(irreps, irreps_hidden, self.edge_embedding.irreps_sh, n_species, n_basis,
-                                          radial_hidden, radial_layers)
+                                          radial_hidden, radial_layers, implementation)
                 layers.append(layer)
                 irreps = layer.irreps_out
             self.interactions = nn.ModuleList(layers)

@@ -44,9 +44,10 @@ class TFNBlock(nn.Module):
     """Convolution → self-interaction (→ norm nonlinearity unless ``last``)."""
 
     def __init__(self, irreps_in: o3.Irreps, irreps_out: o3.Irreps, irreps_sh: o3.Irreps, n_basis: int,
-                 radial_hidden: int, radial_layers: int, last: bool):
+                 radial_hidden: int, radial_layers: int, last: bool, implementation: str = "auto"):
         super().__init__()
-        self.conv = EdgeConvolution(irreps_in, irreps_sh, irreps_out, n_basis, radial_hidden, radial_layers)
+        self.conv = EdgeConvolution(irreps_in, irreps_sh, irreps_out, n_basis, radial_hidden, radial_layers,
+                                    implementation)
         self.self_interaction = o3.Linear(self.conv.irreps_out, irreps_out, biases=True)
         self.irreps_out = o3.Irreps(irreps_out)
         self.nonlinearity = nn.Identity() if last else NormActivation(self.irreps_out)
@@ -68,6 +69,8 @@ class TFNDirectForce(EquivariantModel):
         n_basis: Gaussians on ``[0, r_max]`` (thesis: 15).
         radial_hidden, radial_layers: radial MLP shape.
         avg_num_neighbors: message normalisation (``None``: fitted on the training set).
+        implementation: convolutions by mlff's fused C++ kernel (``"ops"``), by e3nn
+            (``"e3nn"``), or the kernel when built (``"auto"``, default).
 
     ``forward(species [n], edge_index [2, e], edge_vec [e, 3] Å) -> forces [n, 3] eV/Å``.
     """
@@ -76,12 +79,12 @@ class TFNDirectForce(EquivariantModel):
 
     def __init__(self, species: list[str], r_max: float = 5.0, n_features: int = 30, l_max: int = 1,
                  n_layers: int = 4, n_basis: int = 15, radial_hidden: int = 32, radial_layers: int = 2,
-                 avg_num_neighbors: float | None = None):
+                 avg_num_neighbors: float | None = None, implementation: str = "auto"):
         if l_max < 1 or n_layers < 1:
             raise ConfigError("tfn_dfp needs l_max >= 1 and n_layers >= 1")
         super().__init__(species, r_max, dict(n_features=n_features, l_max=l_max, n_layers=n_layers, n_basis=n_basis,
                                               radial_hidden=radial_hidden, radial_layers=radial_layers,
-                                              avg_num_neighbors=avg_num_neighbors),
+                                              avg_num_neighbors=avg_num_neighbors, implementation=implementation),
                          direct_forces=True, avg_num_neighbors=avg_num_neighbors)
         self.n_message_passing = n_layers
         with float64_construction():  # exact Clebsch–Gordan coefficients
@@ -93,7 +96,7 @@ class TFNDirectForce(EquivariantModel):
             for k in range(n_layers):
                 last = k == n_layers - 1
                 block = TFNBlock(irreps, o3.Irreps("1x1o") if last else hidden, self.edge_embedding.irreps_sh, n_basis,
-                                 radial_hidden, radial_layers, last)
+                                 radial_hidden, radial_layers, last, implementation)
                 blocks.append(block)
                 irreps = block.irreps_out
             self.blocks = nn.ModuleList(blocks)

@@ -79,6 +79,15 @@ MLFF_OPS_API at::Tensor symmetry_functions(const at::Tensor &edge_vec, const at:
                                            const at::Tensor &radial, const at::Tensor &angular, double r_c,
                                            int64_t cutoff, double gamma);
 
+// Channel-wise ("uvu") Clebsch–Gordan tensor-product convolution fused with the gather of
+// neighbour features and the scatter onto centres (src/tensor_product.cpp):
+// out[i] = Σ_{e: centre(e)=i} TP(h[neighbour(e)], sh[e], weight[e]) in e3nn's layout.
+// paths [K, 7] int64 (off_h, dim_h, mul, off_y, off_out, dim_out, off_w), coeff_index [nnz, 4]
+// (path, m1, m2, m3), coeff [nnz] (path weight × Wigner-3j).  Differentiable twice.
+MLFF_OPS_API at::Tensor tp_conv(const at::Tensor &h, const at::Tensor &sh, const at::Tensor &weight,
+                                const at::Tensor &centre, const at::Tensor &neighbour, int64_t n_nodes,
+                                const at::Tensor &paths, const at::Tensor &coeff_index, const at::Tensor &coeff);
+
 // Version of the operator set; bumped when an op's schema or meaning changes.
 constexpr int64_t kOpsVersion = 2;
 

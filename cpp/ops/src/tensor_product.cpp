@@ -1,0 +1,396 @@
+// Channel-wise ("uvu") Clebsch–Gordan tensor-product convolution, fused with the gather
+// of neighbour features and the scatter-sum onto the centre atom (NequIP's convolution,
+// Batzner et al., Nat. Commun. 13, 2453 (2022), Eq. 3; Thomas et al., arXiv:1802.08219):
+//
+//   out[i, (k, u, m3)] = Σ_{e: centre(e) = i} W[e, (k, u)] · Σ_{m1, m2} C_k[m1, m2, m3] · h[j(e), (k, u, m1)] · Y[e, (k, m2)]
+//
+// for every path k = (irrep block of h) ⊗ (irrep block of Y) → (output block), with
+// C_k = e3nn's path weight × Wigner-3j symbol, so that the result equals
+// e3nn.o3.TensorProduct(..., "uvu", shared_weights=False) applied per edge and summed
+// (python/mlff/models/equivariant.py builds the tables from e3nn's own instructions).
+// Feature layout is e3nn's: inside a block of multiplicity `mul` and dimension d, entry
+// (u, m) is at offset + u·d + m; weights are per path, `mul` each, in path order.
+//
+// Kernels (the op is linear in each of h, Y and W):
+//   forward   out = F(h, Y, W)                               [N, D_out]
+//   backward  (∂/∂h, ∂/∂Y, ∂/∂W) of <g, F>                    [N, D_h], [E, D_Y], [E, n_W]
+//   double backward: w.r.t. g the forward run on dual numbers (tangent u), w.r.t.
+//   (h, Y, W) the backward run on dual numbers; both exact (mlff/dual.h).
+// The forward is split over centre atoms, the backward over neighbour atoms (each node's
+// gradient row and each edge's gradients are written by one task): no atomics, results
+// independent of the thread count.
+#include "mlff/dual.h"
+#include "mlff/ops.h"
+
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/ops/zeros.h>
+#include <torch/autograd.h>
+
+#include <vector>
+
+namespace mlff {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+struct Path {
+  int64_t off_h, dim_h, mul, off_y, off_out, dim_out, off_w;
+  std::vector<int> m1, m2, m3;    // non-zero coefficients of this path
+  std::vector<double> c;
+};
+
+struct Layout {
+  std::vector<Path> paths;
+  int64_t dim_h = 0, dim_y = 0, dim_out = 0, n_w = 0, n_nodes = 0;
+};
+
+// paths [K, 7] int64: off_h, dim_h, mul, off_y, off_out, dim_out, off_w
+// coeff_index [nnz, 4] int64: path, m1, m2, m3;  coeff [nnz] float64
+Layout make_layout(const at::Tensor &paths, const at::Tensor &coeff_index, const at::Tensor &coeff,
+                   int64_t dim_h, int64_t dim_y, int64_t dim_out, int64_t n_w, int64_t n_nodes)
+{
+  TORCH_CHECK(paths.dim() == 2 && paths.size(1) == 7, "mlff::tp_conv: paths must be [K, 7], got ", paths.sizes());
+  TORCH_CHECK(coeff_index.dim() == 2 && coeff_index.size(1) == 4 && coeff.dim() == 1 &&
+                  coeff.size(0) == coeff_index.size(0),
+              "mlff::tp_conv: coeff_index must be [nnz, 4] and coeff [nnz]");
+  auto p = paths.to(at::kCPU, at::kLong).contiguous();
+  auto ci = coeff_index.to(at::kCPU, at::kLong).contiguous();
+  auto cv = coeff.to(at::kCPU, at::kDouble).contiguous();
+  Layout L;
+  L.dim_h = dim_h;
+  L.dim_y = dim_y;
+  L.dim_out = dim_out;
+  L.n_w = n_w;
+  L.n_nodes = n_nodes;
+  const int64_t *pp = p.data_ptr<int64_t>();
+  for (int64_t k = 0; k < p.size(0); ++k) {
+    const int64_t *r = pp + 7 * k;
+    Path path{r[0], r[1], r[2], r[3], r[4], r[5], r[6], {}, {}, {}, {}};
+    TORCH_CHECK(path.off_h + path.mul * path.dim_h <= dim_h && path.off_out + path.mul * path.dim_out <= dim_out &&
+                    path.off_w + path.mul <= n_w,
+                "mlff::tp_conv: path ", k, " reaches outside the feature, output or weight layout");
+    L.paths.push_back(path);
+  }
+  const int64_t *ip = ci.data_ptr<int64_t>();
+  const double *vp = cv.data_ptr<double>();
+  for (int64_t n = 0; n < ci.size(0); ++n) {
+    const int64_t k = ip[4 * n];
+    TORCH_CHECK(k >= 0 && k < static_cast<int64_t>(L.paths.size()), "mlff::tp_conv: coefficient ", n,
+                " names path ", k);
+    Path &path = L.paths[k];
+    TORCH_CHECK(ip[4 * n + 1] < path.dim_h && path.off_y + ip[4 * n + 2] < dim_y && ip[4 * n + 3] < path.dim_out,
+                "mlff::tp_conv: coefficient ", n, " has an index outside its path");
+    path.m1.push_back(static_cast<int>(ip[4 * n + 1]));
+    path.m2.push_back(static_cast<int>(ip[4 * n + 2]));
+    path.m3.push_back(static_cast<int>(ip[4 * n + 3]));
+    path.c.push_back(vp[n]);
+  }
+  return L;
+}
+
+struct Csr {
+  std::vector<int64_t> offset, order;
+};
+
+Csr group(const int64_t *key, int64_t n_edges, int64_t n_nodes, const char *what)
+{
+  Csr g;
+  g.offset.assign(n_nodes + 1, 0);
+  for (int64_t e = 0; e < n_edges; ++e) {
+    TORCH_CHECK(key[e] >= 0 && key[e] < n_nodes, "mlff::tp_conv: edge ", e, " has ", what, " ", key[e],
+                " outside [0, ", n_nodes, ")");
+    ++g.offset[key[e] + 1];
+  }
+  for (int64_t i = 0; i < n_nodes; ++i) g.offset[i + 1] += g.offset[i];
+  g.order.resize(n_edges);
+  std::vector<int64_t> fill(g.offset.begin(), g.offset.end() - 1);
+  for (int64_t e = 0; e < n_edges; ++e) g.order[fill[key[e]]++] = e;
+  return g;
+}
+
+// ---------------------------------------------------------------------------- kernels
+template <typename S, typename T>
+void forward_rows(const Layout &L, const Csr &by_centre, const int64_t *nbr, const T *h, const T *y, const T *w,
+                  T *out, int64_t begin, int64_t end)
+{
+  for (int64_t i = begin; i < end; ++i) {
+    T *o = out + i * L.dim_out;
+    for (int64_t t = by_centre.offset[i]; t < by_centre.offset[i + 1]; ++t) {
+      const int64_t e = by_centre.order[t];
+      const T *hj = h + nbr[e] * L.dim_h, *ye = y + e * L.dim_y, *we = w + e * L.n_w;
+      for (const Path &p : L.paths) {
+        for (size_t n = 0; n < p.c.size(); ++n) {
+          const T cy = static_cast<S>(p.c[n]) * ye[p.off_y + p.m2[n]];
+          const T *x = hj + p.off_h + p.m1[n];
+          T *oo = o + p.off_out + p.m3[n];
+          const T *ww = we + p.off_w;
+          for (int64_t u = 0; u < p.mul; ++u) oo[u * p.dim_out] += ww[u] * cy * x[u * p.dim_h];
+        }
+      }
+    }
+  }
+}
+
+// gradients of <g, F(h, Y, W)>; rows of gh written per neighbour node j, gy/gw per edge
+template <typename S, typename T>
+void backward_rows(const Layout &L, const Csr &by_nbr, const int64_t *centre, const S *g, const T *h, const T *y,
+                   const T *w, T *gh, T *gy, T *gw, int64_t begin, int64_t end)
+{
+  for (int64_t j = begin; j < end; ++j) {
+    const T *hj = h + j * L.dim_h;
+    T *ghj = gh + j * L.dim_h;
+    for (int64_t t = by_nbr.offset[j]; t < by_nbr.offset[j + 1]; ++t) {
+      const int64_t e = by_nbr.order[t];
+      const S *gi = g + centre[e] * L.dim_out;
+      const T *ye = y + e * L.dim_y, *we = w + e * L.n_w;
+      T *gye = gy + e * L.dim_y, *gwe = gw + e * L.n_w;
+      for (const Path &p : L.paths) {
+        for (size_t n = 0; n < p.c.size(); ++n) {
+          const S c = static_cast<S>(p.c[n]);
+          const T yv = ye[p.off_y + p.m2[n]];
+          const T *x = hj + p.off_h + p.m1[n];
+          T *gx = ghj + p.off_h + p.m1[n];
+          const S *go = gi + p.off_out + p.m3[n];
+          const T *ww = we + p.off_w;
+          T *gww = gwe + p.off_w;
+          T acc_y(0);
+          for (int64_t u = 0; u < p.mul; ++u) {
+            const T gcu = c * go[u * p.dim_out];    // c · g[i, u, m3]
+            const T xw = x[u * p.dim_h] * gcu;
+            gww[u] += xw * yv;
+            acc_y += xw * ww[u];
+            gx[u * p.dim_h] += gcu * ww[u] * yv;
+          }
+          gye[p.off_y + p.m2[n]] += acc_y;
+        }
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------- drivers
+struct Inputs {
+  at::Tensor h, y, w, centre, nbr;
+};
+
+struct Args {
+  at::Tensor paths, coeff_index, coeff;
+  int64_t n_nodes;
+  Layout layout(const Inputs &in) const
+  {
+    return make_layout(paths, coeff_index, coeff, in.h.size(1), in.y.size(1), dim_out(), in.w.size(1), n_nodes);
+  }
+  int64_t dim_out() const
+  {
+    auto p = paths.to(at::kCPU, at::kLong);
+    int64_t d = 0;
+    for (int64_t k = 0; k < p.size(0); ++k) d = std::max(d, p[k][4].item<int64_t>() + p[k][2].item<int64_t>() * p[k][5].item<int64_t>());
+    return d;
+  }
+};
+
+template <typename S>
+std::vector<Dual<S>> make_dual(const at::Tensor &v, const at::Tensor &u)
+{
+  const S *pv = v.data_ptr<S>();
+  std::vector<Dual<S>> out(v.numel());
+  if (u.defined()) {
+    const S *pu = u.data_ptr<S>();
+    for (int64_t k = 0; k < v.numel(); ++k) out[k] = {pv[k], pu[k]};
+  } else {
+    for (int64_t k = 0; k < v.numel(); ++k) out[k] = {pv[k], S(0)};
+  }
+  return out;
+}
+
+template <typename S>
+void copy_tangent(const std::vector<Dual<S>> &src, at::Tensor &dst)
+{
+  S *d = dst.data_ptr<S>();
+  for (size_t k = 0; k < src.size(); ++k) d[k] = src[k].d;
+}
+
+constexpr int64_t kGrain = 8;
+
+at::Tensor tp_forward(const Inputs &in, const Args &a)
+{
+  const Layout L = a.layout(in);
+  const Csr by_centre = group(in.centre.data_ptr<int64_t>(), in.centre.size(0), L.n_nodes, "centre");
+  auto out = at::zeros({L.n_nodes, L.dim_out}, in.h.options());
+  AT_DISPATCH_FLOATING_TYPES(in.h.scalar_type(), "mlff_tp_forward", [&] {
+    at::parallel_for(0, L.n_nodes, kGrain, [&](int64_t b, int64_t e) {
+      forward_rows<scalar_t, scalar_t>(L, by_centre, in.nbr.data_ptr<int64_t>(), in.h.data_ptr<scalar_t>(),
+                                       in.y.data_ptr<scalar_t>(), in.w.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), b, e);
+    });
+  });
+  return out;
+}
+
+std::vector<at::Tensor> tp_backward(const at::Tensor &grad, const Inputs &in, const Args &a)
+{
+  const Layout L = a.layout(in);
+  const Csr by_nbr = group(in.nbr.data_ptr<int64_t>(), in.nbr.size(0), in.h.size(0), "neighbour");
+  auto g = grad.to(in.h.scalar_type()).contiguous();
+  TORCH_CHECK(g.size(0) == L.n_nodes && g.size(1) == L.dim_out, "mlff::tp_conv: gradient must be [", L.n_nodes, ", ",
+              L.dim_out, "]");
+  auto gh = at::zeros_like(in.h), gy = at::zeros_like(in.y), gw = at::zeros_like(in.w);
+  AT_DISPATCH_FLOATING_TYPES(in.h.scalar_type(), "mlff_tp_backward", [&] {
+    at::parallel_for(0, in.h.size(0), kGrain, [&](int64_t b, int64_t e) {
+      backward_rows<scalar_t, scalar_t>(L, by_nbr, in.centre.data_ptr<int64_t>(), g.data_ptr<scalar_t>(),
+                                        in.h.data_ptr<scalar_t>(), in.y.data_ptr<scalar_t>(), in.w.data_ptr<scalar_t>(),
+                                        gh.data_ptr<scalar_t>(), gy.data_ptr<scalar_t>(), gw.data_ptr<scalar_t>(), b, e);
+    });
+  });
+  return {gh, gy, gw};
+}
+
+// d/dε F(h + ε u_h, Y + ε u_y, W + ε u_w): the gradient w.r.t. g of the backward's outputs
+at::Tensor tp_jvp(const at::Tensor &uh, const at::Tensor &uy, const at::Tensor &uw, const Inputs &in, const Args &a)
+{
+  const Layout L = a.layout(in);
+  const Csr by_centre = group(in.centre.data_ptr<int64_t>(), in.centre.size(0), L.n_nodes, "centre");
+  auto out = at::empty({L.n_nodes, L.dim_out}, in.h.options());
+  AT_DISPATCH_FLOATING_TYPES(in.h.scalar_type(), "mlff_tp_jvp", [&] {
+    using D = Dual<scalar_t>;
+    auto cast = [&](const at::Tensor &t) { return t.defined() ? t.to(in.h.scalar_type()).contiguous() : t; };
+    const auto h = make_dual<scalar_t>(in.h, cast(uh)), y = make_dual<scalar_t>(in.y, cast(uy)),
+               w = make_dual<scalar_t>(in.w, cast(uw));
+    std::vector<D> res(L.n_nodes * L.dim_out);
+    at::parallel_for(0, L.n_nodes, kGrain, [&](int64_t b, int64_t e) {
+      forward_rows<scalar_t, D>(L, by_centre, in.nbr.data_ptr<int64_t>(), h.data(), y.data(), w.data(), res.data(), b, e);
+    });
+    copy_tangent(res, out);
+  });
+  return out;
+}
+
+// d/dε of the backward at (h + ε u_h, Y + ε u_y, W + ε u_w), g fixed: the gradients w.r.t. (h, Y, W)
+std::vector<at::Tensor> tp_hvp(const at::Tensor &grad, const at::Tensor &uh, const at::Tensor &uy,
+                               const at::Tensor &uw, const Inputs &in, const Args &a)
+{
+  const Layout L = a.layout(in);
+  const Csr by_nbr = group(in.nbr.data_ptr<int64_t>(), in.nbr.size(0), in.h.size(0), "neighbour");
+  auto g = grad.to(in.h.scalar_type()).contiguous();
+  auto gh = at::empty_like(in.h), gy = at::empty_like(in.y), gw = at::empty_like(in.w);
+  AT_DISPATCH_FLOATING_TYPES(in.h.scalar_type(), "mlff_tp_hvp", [&] {
+    using D = Dual<scalar_t>;
+    auto cast = [&](const at::Tensor &t) { return t.defined() ? t.to(in.h.scalar_type()).contiguous() : t; };
+    const auto h = make_dual<scalar_t>(in.h, cast(uh)), y = make_dual<scalar_t>(in.y, cast(uy)),
+               w = make_dual<scalar_t>(in.w, cast(uw));
+    std::vector<D> rh(in.h.numel()), ry(in.y.numel()), rw(in.w.numel());
+    at::parallel_for(0, in.h.size(0), kGrain, [&](int64_t b, int64_t e) {
+      backward_rows<scalar_t, D>(L, by_nbr, in.centre.data_ptr<int64_t>(), g.data_ptr<scalar_t>(), h.data(), y.data(),
+                                 w.data(), rh.data(), ry.data(), rw.data(), b, e);
+    });
+    copy_tangent(rh, gh);
+    copy_tangent(ry, gy);
+    copy_tangent(rw, gw);
+  });
+  return {gh, gy, gw};
+}
+
+// ---------------------------------------------------------------------------- autograd
+void save_args(AutogradContext *ctx, const Args &a)
+{
+  ctx->saved_data["paths"] = a.paths;
+  ctx->saved_data["coeff_index"] = a.coeff_index;
+  ctx->saved_data["coeff"] = a.coeff;
+  ctx->saved_data["n_nodes"] = a.n_nodes;
+}
+
+Args load_args(AutogradContext *ctx)
+{
+  auto &d = ctx->saved_data;
+  return {d["paths"].toTensor(), d["coeff_index"].toTensor(), d["coeff"].toTensor(), d["n_nodes"].toInt()};
+}
+
+struct ThirdOrderGuard : public torch::autograd::Function<ThirdOrderGuard> {
+  // which: 0 = jvp (→ g), 1/2/3 = hvp part for h / Y / W
+  static variable_list forward(AutogradContext *, const at::Tensor &grad, const at::Tensor &uh, const at::Tensor &uy,
+                               const at::Tensor &uw, const at::Tensor &h, const at::Tensor &y, const at::Tensor &w,
+                               const at::Tensor &centre, const at::Tensor &nbr, const Args &a, bool need_g,
+                               bool need_hvp)
+  {
+    const Inputs in{h, y, w, centre, nbr};
+    variable_list out;
+    out.push_back(need_g ? tp_jvp(uh, uy, uw, in, a) : at::zeros({0}, h.options()));
+    if (need_hvp) {
+      auto r = tp_hvp(grad, uh, uy, uw, in, a);
+      out.insert(out.end(), r.begin(), r.end());
+    } else {
+      for (int k = 0; k < 3; ++k) out.push_back(at::zeros({0}, h.options()));
+    }
+    return out;
+  }
+  static variable_list backward(AutogradContext *, variable_list)
+  {
+    TORCH_CHECK(false, "mlff::tp_conv: derivatives beyond the second order are not implemented");
+    return {};
+  }
+};
+
+struct BackwardFn : public torch::autograd::Function<BackwardFn> {
+  static variable_list forward(AutogradContext *ctx, const at::Tensor &grad, const at::Tensor &h, const at::Tensor &y,
+                               const at::Tensor &w, const at::Tensor &centre, const at::Tensor &nbr, const Args &a)
+  {
+    ctx->save_for_backward({grad, h, y, w, centre, nbr});
+    save_args(ctx, a);
+    return tp_backward(grad, {h, y, w, centre, nbr}, a);
+  }
+  static variable_list backward(AutogradContext *ctx, variable_list u)
+  {
+    auto s = ctx->get_saved_variables();
+    const bool need_g = ctx->needs_input_grad(0);
+    const bool need_hvp = ctx->needs_input_grad(1) || ctx->needs_input_grad(2) || ctx->needs_input_grad(3);
+    auto r = ThirdOrderGuard::apply(s[0], u[0], u[1], u[2], s[1], s[2], s[3], s[4], s[5], load_args(ctx), need_g,
+                                    need_hvp);
+    auto pick = [&](size_t k, bool need) { return need ? r[k] : at::Tensor(); };
+    return {pick(0, need_g), pick(1, need_hvp), pick(2, need_hvp), pick(3, need_hvp), at::Tensor(), at::Tensor(),
+            at::Tensor()};
+  }
+};
+
+struct ForwardFn : public torch::autograd::Function<ForwardFn> {
+  static at::Tensor forward(AutogradContext *ctx, const at::Tensor &h, const at::Tensor &y, const at::Tensor &w,
+                            const at::Tensor &centre, const at::Tensor &nbr, const Args &a)
+  {
+    ctx->save_for_backward({h, y, w, centre, nbr});
+    save_args(ctx, a);
+    return tp_forward({h, y, w, centre, nbr}, a);
+  }
+  static variable_list backward(AutogradContext *ctx, variable_list g)
+  {
+    auto s = ctx->get_saved_variables();
+    auto r = BackwardFn::apply(g[0], s[0], s[1], s[2], s[3], s[4], load_args(ctx));
+    return {r[0], r[1], r[2], at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+}    // namespace
+
+at::Tensor tp_conv(const at::Tensor &h, const at::Tensor &sh, const at::Tensor &weight, const at::Tensor &centre,
+                   const at::Tensor &neighbour, int64_t n_nodes, const at::Tensor &paths,
+                   const at::Tensor &coeff_index, const at::Tensor &coeff)
+{
+  TORCH_CHECK(h.device().is_cpu() && sh.device().is_cpu() && weight.device().is_cpu(),
+              "mlff::tp_conv: only the CPU kernel is built; got tensors on ", h.device());
+  TORCH_CHECK(h.dim() == 2 && sh.dim() == 2 && weight.dim() == 2, "mlff::tp_conv: h, sh and weight must be 2-D");
+  TORCH_CHECK(h.scalar_type() == sh.scalar_type() && h.scalar_type() == weight.scalar_type() &&
+                  (h.scalar_type() == at::kFloat || h.scalar_type() == at::kDouble),
+              "mlff::tp_conv: h, sh and weight must share a float32/float64 dtype");
+  const int64_t E = sh.size(0);
+  TORCH_CHECK(weight.size(0) == E && centre.dim() == 1 && neighbour.dim() == 1 && centre.size(0) == E &&
+                  neighbour.size(0) == E,
+              "mlff::tp_conv: sh, weight, centre and neighbour must have one row per edge (", E, ")");
+  auto c = centre.to(at::kLong).contiguous(), nb = neighbour.to(at::kLong).contiguous();
+  const int64_t *pc = c.data_ptr<int64_t>(), *pn = nb.data_ptr<int64_t>();
+  for (int64_t e = 0; e < E; ++e)    // checked once here: the kernels index without bounds checks
+    TORCH_CHECK(pc[e] >= 0 && pc[e] < n_nodes && pn[e] >= 0 && pn[e] < h.size(0), "mlff::tp_conv: edge ", e, " (",
+                pc[e], ", ", pn[e], ") has a node outside [0, ", n_nodes, ") / [0, ", h.size(0), ")");
+  const Args a{paths, coeff_index, coeff, n_nodes};
+  return ForwardFn::apply(h.contiguous(), sh.contiguous(), weight.contiguous(), c, nb, a);
+}
+
+}    // namespace mlff

@@ -1,0 +1,140 @@
+"""torch.ops.mlff.tp_conv (cpp/ops/src/tensor_product.cpp) against e3nn: the fused
+gather + uvu Clebsch–Gordan tensor product + scatter, its first and second derivatives,
+and the NequIP / TFN models built on either implementation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from e3nn import o3
+
+from mlff import ops
+from mlff.data.molecules import molecule
+from mlff.graph import atoms_to_graph, collate
+from mlff.models import build_model
+from mlff.models.equivariant import float64_construction, tensor_product_paths, tensor_product_tables
+from mlff.train.trainer import energy_and_forces
+
+pytestmark = pytest.mark.skipif(not ops.NATIVE, reason=f"C++ operators not built: {ops.WHERE}")
+
+TOL = {torch.float64: dict(rtol=1e-12, atol=1e-12), torch.float32: dict(rtol=1e-5, atol=1e-5)}
+
+
+def conv_case(irreps_in: str, l_max_sh: int, targets: str, n_nodes=9, n_edges=40, seed=0):
+    """An e3nn uvu tensor product, its tables and random inputs (float64)."""
+    with float64_construction():
+        irreps_in = o3.Irreps(irreps_in)
+        irreps_sh = o3.Irreps.spherical_harmonics(l_max_sh)
+        irreps_out, instructions = tensor_product_paths(irreps_in, irreps_sh, o3.Irreps(targets), "uvu")
+        tp = o3.TensorProduct(irreps_in, irreps_sh, irreps_out, instructions, shared_weights=False,
+                              internal_weights=False)
+    gen = torch.Generator().manual_seed(seed)
+    h = torch.randn(n_nodes, irreps_in.dim, dtype=torch.float64, generator=gen)
+    sh = torch.randn(n_edges, irreps_sh.dim, dtype=torch.float64, generator=gen)
+    w = torch.randn(n_edges, tp.weight_numel, dtype=torch.float64, generator=gen)
+    edge_index = torch.randint(0, n_nodes, (2, n_edges), generator=gen)
+    return tp, h, sh, w, edge_index
+
+
+def reference(tp, h, sh, w, edge_index):
+    out = torch.zeros(h.shape[0], tp.irreps_out.dim, dtype=h.dtype)
+    return out.index_add(0, edge_index[0], tp(h.index_select(0, edge_index[1]), sh, w))
+
+
+def kernel(tp, h, sh, w, edge_index):
+    return torch.ops.mlff.tp_conv(h, sh, w, edge_index[0], edge_index[1], h.shape[0], *tensor_product_tables(tp))
+
+
+CASES = {
+    "l1": ("8x0e+8x1o", 1, "0e+1o"),
+    "l2": ("4x0e+4x1o+4x2e", 2, "0e+1o+2e"),
+    "l3-odd-parity": ("3x0e+2x1o+2x1e+2x2e+2x3o", 3, "0e+0o+1o+1e+2e+2o+3o+3e"),
+}
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("case", list(CASES))
+def test_kernel_matches_e3nn(case, dtype):
+    tp, h, sh, w, edge_index = conv_case(*CASES[case])
+    tp = tp.to(dtype)
+    h, sh, w = (t.to(dtype) for t in (h, sh, w))
+    ref = reference(tp, h, sh, w, edge_index)
+    got = kernel(tp, h, sh, w, edge_index)
+    assert got.dtype == dtype and ref.abs().max() > 1.0
+    torch.testing.assert_close(got, ref, **TOL[dtype])
+    # gradients w.r.t. every input, with a random cotangent
+    g = torch.randn(ref.shape, dtype=dtype, generator=torch.Generator().manual_seed(1))
+    grads = []
+    for f in (reference, kernel):
+        inputs = [t.clone().requires_grad_(True) for t in (h, sh, w)]
+        grads.append(torch.autograd.grad((f(tp, *inputs, edge_index) * g).sum(), inputs))
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, **TOL[dtype])
+
+
+def test_gradcheck_and_gradgradcheck():
+    tp, h, sh, w, edge_index = conv_case("3x0e+2x1o+2x2e", 2, "0e+1o+2e", n_nodes=5, n_edges=12)
+    tables = tensor_product_tables(tp)
+
+    def f(h, sh, w):
+        return torch.ops.mlff.tp_conv(h, sh, w, edge_index[0], edge_index[1], h.shape[0], *tables)
+
+    inputs = [t.clone().requires_grad_(True) for t in (h, sh, w)]
+    assert torch.autograd.gradcheck(f, inputs)
+    assert torch.autograd.gradgradcheck(f, inputs)
+
+
+def test_third_derivative_raises_a_clear_error():
+    tp, h, sh, w, edge_index = conv_case("2x0e+2x1o", 1, "0e+1o", n_nodes=4, n_edges=8)
+    h = h.requires_grad_(True)
+    (d1,) = torch.autograd.grad(kernel(tp, h, sh, w, edge_index).pow(2).sum(), h, create_graph=True)
+    (d2,) = torch.autograd.grad(d1.pow(2).sum(), h, create_graph=True)
+    with pytest.raises(RuntimeError, match="beyond the second order"):
+        torch.autograd.grad(d2.sum(), h)
+
+
+def test_bad_edge_index_raises():
+    tp, h, sh, w, edge_index = conv_case("2x0e+2x1o", 1, "0e+1o", n_nodes=4, n_edges=8)
+    bad = edge_index.clone()
+    bad[1, 0] = 99
+    with pytest.raises(RuntimeError, match="outside"):
+        kernel(tp, h, sh, w, bad)
+
+
+MODELS = {
+    "nequip": dict(n_features=8, l_max=2, n_interactions=2, n_basis=6, radial_hidden=16),
+    "tfn_dfp": dict(n_features=6, l_max=2, n_layers=2, n_basis=6, radial_hidden=16),
+}
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("kind", list(MODELS))
+def test_models_same_output_and_training_gradient(kind, dtype):
+    """The model on the kernel equals the model on e3nn: energies, forces and the
+    force-loss weight gradient (double backward through the convolutions)."""
+    species = ["H", "C"]
+    frames = [molecule("toluene") for _ in range(2)]
+    for k, a in enumerate(frames):
+        a.rattle(0.1, seed=k)
+    batch = collate([atoms_to_graph(a, species, 4.0) for a in frames]).to(dtype)
+    out = []
+    for impl in ("ops", "e3nn"):
+        torch.manual_seed(0)
+        model = build_model(kind, species, 4.0, dtype, implementation=impl, **MODELS[kind])
+        with torch.no_grad():  # non-zero readout so that forces are non-trivial
+            for p in model.parameters():
+                p.add_(0.2 * torch.randn_like(p))
+        energy, forces = energy_and_forces(model, batch, create_graph=True)
+        loss = (forces**2).mean() + (0.0 if energy is None else (energy**2).mean())
+        params = [p for p in model.parameters() if p.requires_grad]
+        out.append((energy, forces, torch.autograd.grad(loss, params, allow_unused=True)))
+    tol = TOL[dtype] if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-4)
+    assert out[0][1].abs().max() > 1e-3
+    if out[0][0] is not None:
+        torch.testing.assert_close(out[0][0], out[1][0], **tol)
+    torch.testing.assert_close(out[0][1], out[1][1], **tol)
+    for a, b in zip(out[0][2], out[1][2]):
+        if a is None or b is None:
+            assert a is None and b is None
+            continue
+        torch.testing.assert_close(a, b, **tol)
