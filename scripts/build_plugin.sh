@@ -10,6 +10,7 @@
 #        BUILD_DIR   CMake build folder (default: <repo>/build)
 #        JOBS        parallel compile jobs (default: 2)
 #        CMAKE_ARGS  extra arguments for the configure step
+#        MLFF_CUDA   1/0: build the CUDA kernels (default: when torch has CUDA and nvcc exists)
 # Re-running is cheap: CMake only rebuilds what changed.
 set -euo pipefail
 
@@ -24,9 +25,18 @@ if [ ! -x "$PYTHON" ]; then
 fi
 command -v cmake >/dev/null || { echo "build_plugin.sh: cmake not found" >&2; exit 1; }
 
+# CUDA kernels when torch has CUDA and nvcc is there (MLFF_CUDA=0/1 overrides)
+if [ -z "${MLFF_CUDA:-}" ]; then
+  MLFF_CUDA=0
+  if command -v nvcc >/dev/null && "$PYTHON" -c "import torch, sys; sys.exit(torch.version.cuda is None)"; then
+    MLFF_CUDA=1
+  fi
+fi
+[ "$MLFF_CUDA" = 1 ] && echo "build_plugin.sh: building the CUDA kernels (torch has CUDA, nvcc found)"
+
 # shellcheck disable=SC2086
 cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release \
-  -DPython_EXECUTABLE="$PYTHON" ${CMAKE_ARGS:-}
+  -DPython_EXECUTABLE="$PYTHON" -DMLFF_CUDA="$([ "$MLFF_CUDA" = 1 ] && echo ON || echo OFF)" ${CMAKE_ARGS:-}
 cmake --build "$BUILD_DIR" -j "$JOBS"
 bash "$ROOT/scripts/install_built.sh" "$BUILD_DIR"
 

@@ -10,6 +10,7 @@
 //   halo_active() -> bool                 whether some exchanger is installed
 //   select_device_index(int node_local_rank, int device_count) -> int
 //   ops_version() -> int
+//   cuda_built() -> bool                  whether the CUDA kernels (cuda/) are in this library
 //   symmetry_functions(Tensor edge_vec, Tensor centre, Tensor neighbour_species, int n_atoms,
 //       int n_species, Tensor radial, Tensor angular, float r_c, int cutoff, float gamma) -> Tensor
 //                                         G2/G4/G5 [n_atoms, F], differentiable twice (src/symmetry_functions.cpp)
@@ -35,6 +36,14 @@ int64_t ops_version()
 {
   return mlff::kOpsVersion;
 }
+bool cuda_built()
+{
+#ifdef MLFF_WITH_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
 }    // namespace
 
 TORCH_LIBRARY(mlff, m)
@@ -49,6 +58,7 @@ TORCH_LIBRARY(mlff, m)
   m.def("select_device_index(int node_local_rank, int device_count) -> int",
         &mlff::select_device_index);
   m.def("ops_version() -> int", &ops_version);
+  m.def("cuda_built() -> bool", &cuda_built);
   m.def("symmetry_functions(Tensor edge_vec, Tensor centre, Tensor neighbour_species, int n_atoms, int n_species, "
         "Tensor radial, Tensor angular, float r_c, int cutoff, float gamma) -> Tensor");
   m.def("tp_conv(Tensor h, Tensor sh, Tensor weight, Tensor centre, Tensor neighbour, int n_nodes, Tensor paths, "

@@ -32,6 +32,10 @@
 #include <ATen/ops/zeros.h>
 #include <torch/autograd.h>
 
+#ifdef MLFF_WITH_CUDA
+#include "cuda_glue.h"
+#endif
+
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -443,8 +447,8 @@ struct Inputs {
 
 Inputs check_inputs(const at::Tensor &edge_vec, const at::Tensor &centre, const at::Tensor &nbr_species)
 {
-  TORCH_CHECK(edge_vec.device().is_cpu(), "mlff::symmetry_functions: only the CPU kernel is built; got a tensor on ",
-              edge_vec.device());
+  TORCH_CHECK(centre.device() == edge_vec.device() && nbr_species.device() == edge_vec.device(),
+              "mlff::symmetry_functions: edge_vec, centre and neighbour_species must be on one device");
   TORCH_CHECK(edge_vec.dim() == 2 && edge_vec.size(1) == 3, "mlff::symmetry_functions: edge_vec must be [E, 3], got ",
               edge_vec.sizes());
   TORCH_CHECK(edge_vec.scalar_type() == at::kFloat || edge_vec.scalar_type() == at::kDouble,
@@ -474,8 +478,29 @@ struct Args {
   Spec spec() const { return make_spec(radial, angular, n_atoms, n_species, r_c, cutoff, gamma); }
 };
 
+// CUDA tensors: the kernels in cuda/ (grad undefined: forward / J·tangent; defined: backward / H·tangent)
+at::Tensor sf_cuda(const Inputs &in, const Args &args, const at::Tensor &tangent, const at::Tensor &grad)
+{
+#ifdef MLFF_WITH_CUDA
+  const Spec s = args.spec();    // validates the parameter tables
+  if (in.centre.numel() > 0) {
+    TORCH_CHECK(in.centre.min().item<int64_t>() >= 0 && in.centre.max().item<int64_t>() < s.n_atoms,
+                "mlff::symmetry_functions: an edge has a centre outside [0, ", s.n_atoms, ")");
+    TORCH_CHECK(in.species.min().item<int64_t>() >= 0 && in.species.max().item<int64_t>() < s.n_species,
+                "mlff::symmetry_functions: an edge has a neighbour species outside [0, ", s.n_species, ")");
+  }
+  return cuda_glue::symmetry_functions(in.vec, tangent, grad, in.centre, in.species, args.n_atoms, args.n_species,
+                                       args.radial, args.angular, args.r_c, args.cutoff, args.gamma);
+#else
+  TORCH_CHECK(false, "mlff::symmetry_functions: libmlff_ops.so was built without CUDA kernels; got a tensor on ",
+              in.vec.device(), " (rebuild with scripts/build_plugin.sh where torch has CUDA)");
+  return {};
+#endif
+}
+
 at::Tensor sf_forward(const Inputs &in, const Args &args)
 {
+  if (in.vec.is_cuda()) return sf_cuda(in, args, {}, {});
   const Spec s = args.spec();
   const Csr g = group_by_centre(in.centre, in.species, s);
   auto out = at::zeros({s.n_atoms, s.F}, in.vec.options());
@@ -490,6 +515,7 @@ at::Tensor sf_forward(const Inputs &in, const Args &args)
 
 at::Tensor sf_backward(const at::Tensor &grad, const Inputs &in, const Args &args)
 {
+  if (in.vec.is_cuda()) return sf_cuda(in, args, {}, grad);
   const Spec s = args.spec();
   const Csr g = group_by_centre(in.centre, in.species, s);
   auto gg = grad.to(in.vec.scalar_type()).contiguous();
@@ -508,6 +534,7 @@ at::Tensor sf_backward(const at::Tensor &grad, const Inputs &in, const Args &arg
 // J u: the tangent part of the forward kernel run on v + ε u
 at::Tensor sf_jvp(const at::Tensor &tangent, const Inputs &in, const Args &args)
 {
+  if (in.vec.is_cuda()) return sf_cuda(in, args, tangent.defined() ? tangent : at::zeros_like(in.vec), {});
   const Spec s = args.spec();
   const Csr g = group_by_centre(in.centre, in.species, s);
   auto u = tangent.to(in.vec.scalar_type()).contiguous();
@@ -528,6 +555,7 @@ at::Tensor sf_jvp(const at::Tensor &tangent, const Inputs &in, const Args &args)
 // H_g u: the tangent part of the backward kernel run on v + ε u
 at::Tensor sf_hvp(const at::Tensor &grad, const at::Tensor &tangent, const Inputs &in, const Args &args)
 {
+  if (in.vec.is_cuda()) return sf_cuda(in, args, tangent.defined() ? tangent : at::zeros_like(in.vec), grad);
   const Spec s = args.spec();
   const Csr g = group_by_centre(in.centre, in.species, s);
   auto gg = grad.to(in.vec.scalar_type()).contiguous();

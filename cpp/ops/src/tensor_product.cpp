@@ -27,6 +27,10 @@
 #include <ATen/ops/zeros.h>
 #include <torch/autograd.h>
 
+#ifdef MLFF_WITH_CUDA
+#include "cuda_glue.h"
+#endif
+
 #include <vector>
 
 namespace mlff {
@@ -214,8 +218,27 @@ void copy_tangent(const std::vector<Dual<S>> &src, at::Tensor &dst)
 
 constexpr int64_t kGrain = 8;
 
+// CUDA tensors: the kernels in cuda/ (grad undefined: {out}; defined: {gh, gy, gw}; with
+// tangents their directional derivatives)
+std::vector<at::Tensor> tp_cuda(const Inputs &in, const Args &a, const at::Tensor &uh, const at::Tensor &uy,
+                                const at::Tensor &uw, const at::Tensor &grad, bool tangents)
+{
+#ifdef MLFF_WITH_CUDA
+  (void)a.layout(in);    // validates the tables
+  // a tangent run with no tangent given is the zero tangent, not the plain kernel
+  const at::Tensor zh = tangents && !uh.defined() && !uy.defined() && !uw.defined() ? at::zeros_like(in.h) : uh;
+  return cuda_glue::tp_conv(in.h, in.y, in.w, zh, uy, uw, grad, in.centre, in.nbr, a.n_nodes, a.paths, a.coeff_index,
+                            a.coeff);
+#else
+  TORCH_CHECK(false, "mlff::tp_conv: libmlff_ops.so was built without CUDA kernels; got a tensor on ", in.h.device(),
+              " (rebuild with scripts/build_plugin.sh where torch has CUDA)");
+  return {};
+#endif
+}
+
 at::Tensor tp_forward(const Inputs &in, const Args &a)
 {
+  if (in.h.is_cuda()) return tp_cuda(in, a, {}, {}, {}, {}, false)[0];
   const Layout L = a.layout(in);
   const Csr by_centre = group(in.centre.data_ptr<int64_t>(), in.centre.size(0), L.n_nodes, "centre");
   auto out = at::zeros({L.n_nodes, L.dim_out}, in.h.options());
@@ -230,6 +253,7 @@ at::Tensor tp_forward(const Inputs &in, const Args &a)
 
 std::vector<at::Tensor> tp_backward(const at::Tensor &grad, const Inputs &in, const Args &a)
 {
+  if (in.h.is_cuda()) return tp_cuda(in, a, {}, {}, {}, grad, false);
   const Layout L = a.layout(in);
   const Csr by_nbr = group(in.nbr.data_ptr<int64_t>(), in.nbr.size(0), in.h.size(0), "neighbour");
   auto g = grad.to(in.h.scalar_type()).contiguous();
@@ -249,6 +273,7 @@ std::vector<at::Tensor> tp_backward(const at::Tensor &grad, const Inputs &in, co
 // d/dε F(h + ε u_h, Y + ε u_y, W + ε u_w): the gradient w.r.t. g of the backward's outputs
 at::Tensor tp_jvp(const at::Tensor &uh, const at::Tensor &uy, const at::Tensor &uw, const Inputs &in, const Args &a)
 {
+  if (in.h.is_cuda()) return tp_cuda(in, a, uh, uy, uw, {}, true)[0];
   const Layout L = a.layout(in);
   const Csr by_centre = group(in.centre.data_ptr<int64_t>(), in.centre.size(0), L.n_nodes, "centre");
   auto out = at::empty({L.n_nodes, L.dim_out}, in.h.options());
@@ -270,6 +295,7 @@ at::Tensor tp_jvp(const at::Tensor &uh, const at::Tensor &uy, const at::Tensor &
 std::vector<at::Tensor> tp_hvp(const at::Tensor &grad, const at::Tensor &uh, const at::Tensor &uy,
                                const at::Tensor &uw, const Inputs &in, const Args &a)
 {
+  if (in.h.is_cuda()) return tp_cuda(in, a, uh, uy, uw, grad, true);
   const Layout L = a.layout(in);
   const Csr by_nbr = group(in.nbr.data_ptr<int64_t>(), in.nbr.size(0), in.h.size(0), "neighbour");
   auto g = grad.to(in.h.scalar_type()).contiguous();
@@ -374,8 +400,9 @@ at::Tensor tp_conv(const at::Tensor &h, const at::Tensor &sh, const at::Tensor &
                    const at::Tensor &neighbour, int64_t n_nodes, const at::Tensor &paths,
                    const at::Tensor &coeff_index, const at::Tensor &coeff)
 {
-  TORCH_CHECK(h.device().is_cpu() && sh.device().is_cpu() && weight.device().is_cpu(),
-              "mlff::tp_conv: only the CPU kernel is built; got tensors on ", h.device());
+  TORCH_CHECK(sh.device() == h.device() && weight.device() == h.device() && centre.device() == h.device() &&
+                  neighbour.device() == h.device(),
+              "mlff::tp_conv: h, sh, weight, centre and neighbour must be on one device");
   TORCH_CHECK(h.dim() == 2 && sh.dim() == 2 && weight.dim() == 2, "mlff::tp_conv: h, sh and weight must be 2-D");
   TORCH_CHECK(h.scalar_type() == sh.scalar_type() && h.scalar_type() == weight.scalar_type() &&
                   (h.scalar_type() == at::kFloat || h.scalar_type() == at::kDouble),
@@ -385,10 +412,17 @@ at::Tensor tp_conv(const at::Tensor &h, const at::Tensor &sh, const at::Tensor &
                   neighbour.size(0) == E,
               "mlff::tp_conv: sh, weight, centre and neighbour must have one row per edge (", E, ")");
   auto c = centre.to(at::kLong).contiguous(), nb = neighbour.to(at::kLong).contiguous();
-  const int64_t *pc = c.data_ptr<int64_t>(), *pn = nb.data_ptr<int64_t>();
-  for (int64_t e = 0; e < E; ++e)    // checked once here: the kernels index without bounds checks
-    TORCH_CHECK(pc[e] >= 0 && pc[e] < n_nodes && pn[e] >= 0 && pn[e] < h.size(0), "mlff::tp_conv: edge ", e, " (",
-                pc[e], ", ", pn[e], ") has a node outside [0, ", n_nodes, ") / [0, ", h.size(0), ")");
+  // checked once here: the kernels index without bounds checks
+  if (h.is_cuda()) {
+    TORCH_CHECK(E == 0 || (c.min().item<int64_t>() >= 0 && c.max().item<int64_t>() < n_nodes &&
+                           nb.min().item<int64_t>() >= 0 && nb.max().item<int64_t>() < h.size(0)),
+                "mlff::tp_conv: an edge has a node outside [0, ", n_nodes, ") / [0, ", h.size(0), ")");
+  } else {
+    const int64_t *pc = c.data_ptr<int64_t>(), *pn = nb.data_ptr<int64_t>();
+    for (int64_t e = 0; e < E; ++e)
+      TORCH_CHECK(pc[e] >= 0 && pc[e] < n_nodes && pn[e] >= 0 && pn[e] < h.size(0), "mlff::tp_conv: edge ", e, " (",
+                  pc[e], ", ", pn[e], ") has a node outside [0, ", n_nodes, ") / [0, ", h.size(0), ")");
+  }
   const Args a{paths, coeff_index, coeff, n_nodes};
   return ForwardFn::apply(h.contiguous(), sh.contiguous(), weight.contiguous(), c, nb, a);
 }

@@ -237,7 +237,7 @@ class EdgeConvolution(nn.Module):
     (gather, tensor product and scatter in one pass, analytic first and second
     derivatives); ``"e3nn"`` runs ``e3nn.o3.TensorProduct`` on gathered features and
     scatters (the reference); ``"auto"`` picks the kernel when the C++ library is built
-    and the tensors are on the CPU. Both give the same numbers (``tests/test_tensor_product_ops.py``).
+    (on a GPU: when it was built with the CUDA kernels of ``cuda/``). Both give the same numbers (``tests/test_tensor_product_ops.py``).
     Raises ``ConfigError`` for an unknown implementation or ``"ops"`` without the library.
     """
 
@@ -262,7 +262,7 @@ class EdgeConvolution(nn.Module):
 
     def forward(self, h: torch.Tensor, sh: torch.Tensor, radial: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
         weight = self.radial(radial)
-        if self.use_ops and not h.is_cuda:
+        if self.use_ops and (not h.is_cuda or torch.ops.mlff.cuda_built()):
             return torch.ops.mlff.tp_conv(h, sh, weight, edge_index[0], edge_index[1], h.shape[0], self.tp_paths,
                                           self.tp_coeff_index, self.tp_coeff)
         messages = self.tp(h.index_select(0, edge_index[1]), sh, weight)

@@ -42,7 +42,8 @@ ghost-node mode. Everything is vectorised and TorchScript-compatible.
 over each atom's pairs and triplets, analytic first and second derivatives);
 ``"torch"`` is the pure-PyTorch code of this module, kept as the reference the kernel is
 tested against. ``"auto"`` (default) picks the kernel when ``libmlff_ops.so`` is built.
-Tensors on a GPU always take the PyTorch path (no CUDA kernel yet).
+Tensors on a GPU use the CUDA kernel (``cuda/``) when the library was built with it,
+else the PyTorch path.
 """
 
 from __future__ import annotations
@@ -205,7 +206,7 @@ class SymmetryFunctions(nn.Module):
         return cutoff_function(r, self.r_c, self.cutoff, self.gamma)
 
     def forward(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor) -> torch.Tensor:
-        if self.use_ops and not edge_vec.is_cuda:
+        if self.use_ops and (not edge_vec.is_cuda or torch.ops.mlff.cuda_built()):
             return torch.ops.mlff.symmetry_functions(
                 edge_vec, edge_index[0], species.index_select(0, edge_index[1]), species.shape[0], self.n_species,
                 self.radial_table, self.angular_table, self.r_c, self.cutoff_code, self.gamma)

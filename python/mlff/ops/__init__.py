@@ -64,6 +64,11 @@ def _register_fallback() -> None:
         raise RuntimeError(f"torch.ops.mlff.symmetry_functions needs the C++ operator library: {_why}")
 
     lib.impl("symmetry_functions", _not_built, "CompositeImplicitAutograd")
+    lib.define("tp_conv(Tensor h, Tensor sh, Tensor weight, Tensor centre, Tensor neighbour, int n_nodes, "
+               "Tensor paths, Tensor coeff_index, Tensor coeff) -> Tensor")
+    lib.impl("tp_conv", _not_built, "CompositeImplicitAutograd")
+    lib.define("cuda_built() -> bool")
+    lib.impl("cuda_built", lambda: False, "CompositeImplicitAutograd")
     _fallback_lib = lib
 
 
@@ -100,6 +105,11 @@ def halo_exchange(x: torch.Tensor) -> torch.Tensor:
     return torch.ops.mlff.halo_exchange(x)
 
 
+def cuda_built() -> bool:
+    """Whether ``libmlff_ops.so`` contains the CUDA kernels of ``cuda/`` (built where torch has CUDA)."""
+    return bool(torch.ops.mlff.cuda_built())
+
+
 def select_device_index(node_local_rank: int, device_count: int) -> int:
     """The CUDA device the LAMMPS plugin gives a rank: ``node_local_rank % device_count``,
     or -1 without devices (same C++ function the plugin calls)."""
@@ -129,4 +139,4 @@ def owner_map_exchange(owner: torch.Tensor) -> Iterator[None]:
         torch.ops.mlff.halo_clear()
 
 
-__all__ = ["NATIVE", "WHERE", "halo_exchange", "library_path", "owner_map_exchange", "select_device_index"]
+__all__ = ["NATIVE", "WHERE", "cuda_built", "halo_exchange", "library_path", "owner_map_exchange", "select_device_index"]

@@ -11,58 +11,65 @@
 
 #include <cmath>
 
+// Usable from CUDA kernels (cuda/) as well as from the CPU code.
+#if defined(__CUDACC__)
+#define MLFF_HD __host__ __device__
+#else
+#define MLFF_HD
+#endif
+
 namespace mlff {
 
 template <typename S>
 struct Dual {
   S v{0}, d{0};
   Dual() = default;
-  Dual(S value) : v(value), d(0) {}    // NOLINT: constants promote implicitly
-  Dual(S value, S tangent) : v(value), d(tangent) {}
-  Dual &operator+=(const Dual &o) { v += o.v; d += o.d; return *this; }
-  Dual &operator-=(const Dual &o) { v -= o.v; d -= o.d; return *this; }
-  Dual &operator*=(const Dual &o) { d = d * o.v + v * o.d; v *= o.v; return *this; }
+  MLFF_HD Dual(S value) : v(value), d(0) {}    // NOLINT: constants promote implicitly
+  MLFF_HD Dual(S value, S tangent) : v(value), d(tangent) {}
+  MLFF_HD Dual &operator+=(const Dual &o) { v += o.v; d += o.d; return *this; }
+  MLFF_HD Dual &operator-=(const Dual &o) { v -= o.v; d -= o.d; return *this; }
+  MLFF_HD Dual &operator*=(const Dual &o) { d = d * o.v + v * o.d; v *= o.v; return *this; }
 };
 
-template <typename S> inline Dual<S> operator+(Dual<S> a, const Dual<S> &b) { return a += b; }
-template <typename S> inline Dual<S> operator-(Dual<S> a, const Dual<S> &b) { return a -= b; }
-template <typename S> inline Dual<S> operator*(Dual<S> a, const Dual<S> &b) { return a *= b; }
-template <typename S> inline Dual<S> operator-(const Dual<S> &a) { return {-a.v, -a.d}; }
-template <typename S> inline Dual<S> operator/(const Dual<S> &a, const Dual<S> &b)
+template <typename S> MLFF_HD inline Dual<S> operator+(Dual<S> a, const Dual<S> &b) { return a += b; }
+template <typename S> MLFF_HD inline Dual<S> operator-(Dual<S> a, const Dual<S> &b) { return a -= b; }
+template <typename S> MLFF_HD inline Dual<S> operator*(Dual<S> a, const Dual<S> &b) { return a *= b; }
+template <typename S> MLFF_HD inline Dual<S> operator-(const Dual<S> &a) { return {-a.v, -a.d}; }
+template <typename S> MLFF_HD inline Dual<S> operator/(const Dual<S> &a, const Dual<S> &b)
 {
   S q = a.v / b.v;
   return {q, (a.d - q * b.d) / b.v};
 }
 // mixed with a plain scalar (S on either side)
-template <typename S> inline Dual<S> operator+(Dual<S> a, S b) { a.v += b; return a; }
-template <typename S> inline Dual<S> operator+(S b, Dual<S> a) { a.v += b; return a; }
-template <typename S> inline Dual<S> operator-(Dual<S> a, S b) { a.v -= b; return a; }
-template <typename S> inline Dual<S> operator-(S b, const Dual<S> &a) { return {b - a.v, -a.d}; }
-template <typename S> inline Dual<S> operator*(const Dual<S> &a, S b) { return {a.v * b, a.d * b}; }
-template <typename S> inline Dual<S> operator*(S b, const Dual<S> &a) { return {a.v * b, a.d * b}; }
-template <typename S> inline Dual<S> operator/(const Dual<S> &a, S b) { return {a.v / b, a.d / b}; }
+template <typename S> MLFF_HD inline Dual<S> operator+(Dual<S> a, S b) { a.v += b; return a; }
+template <typename S> MLFF_HD inline Dual<S> operator+(S b, Dual<S> a) { a.v += b; return a; }
+template <typename S> MLFF_HD inline Dual<S> operator-(Dual<S> a, S b) { a.v -= b; return a; }
+template <typename S> MLFF_HD inline Dual<S> operator-(S b, const Dual<S> &a) { return {b - a.v, -a.d}; }
+template <typename S> MLFF_HD inline Dual<S> operator*(const Dual<S> &a, S b) { return {a.v * b, a.d * b}; }
+template <typename S> MLFF_HD inline Dual<S> operator*(S b, const Dual<S> &a) { return {a.v * b, a.d * b}; }
+template <typename S> MLFF_HD inline Dual<S> operator/(const Dual<S> &a, S b) { return {a.v / b, a.d / b}; }
 
-template <typename S> inline Dual<S> exp(const Dual<S> &a)
+template <typename S> MLFF_HD inline Dual<S> exp(const Dual<S> &a)
 {
   S e = std::exp(a.v);
   return {e, e * a.d};
 }
-template <typename S> inline Dual<S> sqrt(const Dual<S> &a)
+template <typename S> MLFF_HD inline Dual<S> sqrt(const Dual<S> &a)
 {
   S s = std::sqrt(a.v);
   return {s, a.d / (S(2) * s)};
 }
-template <typename S> inline Dual<S> cos(const Dual<S> &a) { return {std::cos(a.v), -std::sin(a.v) * a.d}; }
-template <typename S> inline Dual<S> sin(const Dual<S> &a) { return {std::sin(a.v), std::cos(a.v) * a.d}; }
-template <typename S> inline Dual<S> pow(const Dual<S> &a, S p)
+template <typename S> MLFF_HD inline Dual<S> cos(const Dual<S> &a) { return {std::cos(a.v), -std::sin(a.v) * a.d}; }
+template <typename S> MLFF_HD inline Dual<S> sin(const Dual<S> &a) { return {std::sin(a.v), std::cos(a.v) * a.d}; }
+template <typename S> MLFF_HD inline Dual<S> pow(const Dual<S> &a, S p)
 {
   S q = std::pow(a.v, p - S(1));
   return {q * a.v, p * q * a.d};
 }
 
 // The value part, for comparisons (cutoff tests) in templated code.
-template <typename S> inline S value(S x) { return x; }
-template <typename S> inline S value(const Dual<S> &x) { return x.v; }
+template <typename S> MLFF_HD inline S value(S x) { return x; }
+template <typename S> MLFF_HD inline S value(const Dual<S> &x) { return x.v; }
 
 }    // namespace mlff
 

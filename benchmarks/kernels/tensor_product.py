@@ -1,0 +1,153 @@
+"""Speed of mlff's fused tensor-product convolution against e3nn, in one run.
+
+    python benchmarks/kernels/tensor_product.py [--threads 1] [--repeat 5] [--json OUT]
+
+Times, with both implementations in the same process (CPU time per call, median of
+``--repeat``):
+
+* the convolution alone, forward + backward w.r.t. features, spherical harmonics and
+  weights: ``torch.ops.mlff.tp_conv`` vs e3nn (``index_select`` gather,
+  ``o3.TensorProduct`` uvu with per-edge weights, ``index_add`` scatter), for the NequIP
+  sizes of ``benchmarks/accuracy`` (32 channels, l_max 1) and l_max 2;
+* a whole ``nequip`` force call (energies and forces by autograd) and a training step
+  (force loss, double backward into the weights).
+
+Systems: toluene, 15 atoms (latency), and fcc Cu, 4,000 atoms at r_max 5 Å (throughput;
+the model rows use a 500-atom box so that the e3nn reference stays within memory and time).
+Printed ratios are ``e3nn / ops`` (> 1: the kernel is faster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+from ase.build import bulk
+from e3nn import o3
+
+from mlff import ops
+from mlff.data.molecules import molecule
+from mlff.graph import atoms_to_graph, collate
+from mlff.models import build_model
+from mlff.models.equivariant import (float64_construction, irreps_up_to, tensor_product_paths,
+                                     tensor_product_tables)
+from mlff.train.trainer import energy_and_forces
+
+
+def structure(name: str, cells: int = 10):
+    atoms = molecule("toluene") if name == "toluene" else bulk("Cu", "fcc", a=3.615, cubic=True).repeat(cells)
+    atoms.rattle(0.05, seed=1)
+    return atoms
+
+
+def cpu_ms(fn, repeat: int, inner: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeat):
+        t = time.process_time()
+        for _ in range(inner):
+            fn()
+        times.append((time.process_time() - t) / inner * 1e3)
+    return statistics.median(times)
+
+
+def conv_rows(args, dtype):
+    rows = []
+    for name, species, atoms in (("toluene (15 atoms)", ["H", "C"], structure("toluene")),
+                                 ("Cu fcc (4,000 atoms)", ["Cu"], structure("cu", 10))):
+        graph = atoms_to_graph(atoms, species, 5.0)
+        n, e = graph.species.shape[0], graph.edge_index.shape[1]
+        for l_max in (1, 2):
+            with float64_construction():
+                irreps_in = irreps_up_to(32, l_max)
+                irreps_sh = o3.Irreps.spherical_harmonics(l_max)
+                irreps_out, ins = tensor_product_paths(irreps_in, irreps_sh, irreps_in, "uvu")
+                tp = o3.TensorProduct(irreps_in, irreps_sh, irreps_out, ins, shared_weights=False,
+                                      internal_weights=False)
+            tp = tp.to(dtype)
+            tables = tensor_product_tables(tp)
+            gen = torch.Generator().manual_seed(0)
+            h = torch.randn(n, irreps_in.dim, dtype=dtype, generator=gen)
+            sh = torch.randn(e, irreps_sh.dim, dtype=dtype, generator=gen)
+            w = torch.randn(e, tp.weight_numel, dtype=dtype, generator=gen)
+            ei = graph.edge_index
+
+            def e3nn_call():
+                x = [t.clone().requires_grad_(True) for t in (h, sh, w)]
+                out = torch.zeros(n, irreps_out.dim, dtype=dtype).index_add(0, ei[0], tp(x[0][ei[1]], x[1], x[2]))
+                torch.autograd.grad(out.sum(), x)
+
+            def ops_call():
+                x = [t.clone().requires_grad_(True) for t in (h, sh, w)]
+                out = torch.ops.mlff.tp_conv(x[0], x[1], x[2], ei[0], ei[1], n, *tables)
+                torch.autograd.grad(out.sum(), x)
+
+            inner = 20 if n < 100 else 1
+            t_ref, t_ops = cpu_ms(e3nn_call, args.repeat, inner), cpu_ms(ops_call, args.repeat, inner)
+            rows.append(dict(system=name, what=f"tp_conv fwd+bwd, 32x l≤{l_max}, {e} edges", ref_ms=t_ref, ops_ms=t_ops))
+    return rows
+
+
+def model_rows(args, dtype):
+    rows = []
+    params = dict(n_features=32, l_max=1, n_interactions=3, n_basis=8, radial_hidden=64, radial_layers=2)
+    for name, species, atoms in (("toluene (15 atoms)", ["H", "C"], structure("toluene")),
+                                 ("Cu fcc (500 atoms)", ["Cu"], structure("cu", 5))):
+        batch = collate([atoms_to_graph(atoms, species, 5.0)]).to(dtype)
+        batch.forces = torch.zeros(len(atoms), 3, dtype=dtype)
+        inner = 10 if len(atoms) < 100 else 1
+        times = {}
+        for impl in ("e3nn", "ops"):
+            torch.manual_seed(0)
+            model = build_model("nequip", species, 5.0, dtype, implementation=impl, **params)
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.add_(0.1 * torch.randn_like(p))
+            weights = [p for p in model.parameters() if p.requires_grad]
+
+            def force_call():
+                energy_and_forces(model, batch, create_graph=False)
+
+            def train_step():
+                energy, forces = energy_and_forces(model, batch, create_graph=True)
+                loss = ((forces - batch.forces) ** 2).mean() + energy.pow(2).mean()
+                torch.autograd.backward(loss, inputs=weights)
+
+            times[impl] = (cpu_ms(force_call, args.repeat, inner), cpu_ms(train_step, args.repeat, inner))
+        rows.append(dict(system=name, what="nequip force call (32x l≤1, 3 layers)", ref_ms=times["e3nn"][0],
+                         ops_ms=times["ops"][0]))
+        rows.append(dict(system=name, what="nequip training step", ref_ms=times["e3nn"][1], ops_ms=times["ops"][1]))
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--json", help="also write the results here")
+    args = p.parse_args()
+    if not ops.NATIVE:
+        raise SystemExit(f"the C++ operators are not built: {ops.WHERE}")
+    torch.set_num_threads(args.threads)
+    dtype = getattr(torch, args.dtype)
+    print(f"mlff tensor-product convolution vs e3nn, {args.dtype}, {args.threads} thread(s), "
+          f"CPU ms per call (median of {args.repeat})")
+    print("| system | what | e3nn (ms) | ops (ms) | e3nn / ops |")
+    print("|---|---|---|---|---|")
+    rows = []
+    for row in conv_rows(args, dtype) + model_rows(args, dtype):
+        row["ratio"] = row["ref_ms"] / row["ops_ms"]
+        print(f"| {row['system']} | {row['what']} | {row['ref_ms']:.3f} | {row['ops_ms']:.3f} | {row['ratio']:.2f} |",
+              flush=True)
+        rows.append(row)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"dtype": args.dtype, "threads": args.threads, "results": rows}, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""The CUDA kernels (cuda/) against the CPU kernels: values, gradients and second
+derivatives of torch.ops.mlff.symmetry_functions and torch.ops.mlff.tp_conv.
+
+Runs only where torch has a GPU and libmlff_ops.so was built with the CUDA kernels (the
+lent GPU machine; see docs/results.md for its results). Elsewhere every test is skipped;
+CI instead proves that the CUDA sources compile (scripts/check_cuda.sh)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mlff import ops
+from mlff.data.molecules import molecule
+from mlff.graph import atoms_to_graph
+from mlff.models.symmetry_functions import parameter_set
+
+pytestmark = pytest.mark.skipif(not (ops.NATIVE and torch.cuda.is_available() and ops.cuda_built()),
+                                reason="needs a GPU and libmlff_ops.so built with the CUDA kernels")
+
+TOL = {torch.float64: dict(rtol=1e-12, atol=1e-12), torch.float32: dict(rtol=1e-5, atol=1e-5)}
+
+
+def second_order(f, inputs, seed=0):
+    """Output, first and second derivatives (of a random quadratic form of the gradients)."""
+    gen = torch.Generator().manual_seed(seed)
+    xs = [x.detach().clone().requires_grad_(True) for x in inputs]
+    out = f(*xs)
+    w = torch.randn(out.shape, dtype=out.dtype, generator=gen).to(out.device)
+    grads = torch.autograd.grad((out * w).sum(), xs, create_graph=True)
+    second = torch.autograd.grad(sum((g**2).sum() for g in grads), xs)
+    return [out.detach().cpu()] + [g.detach().cpu() for g in grads] + [s.cpu() for s in second]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_symmetry_functions_cuda_equals_cpu(dtype):
+    atoms = molecule("toluene")
+    atoms.rattle(0.05, seed=1)
+    g = atoms_to_graph(atoms, ["H", "C"], 4.0)
+    radial, angular = parameter_set("Gs-3-3-2-G4", 4.0)
+    angular = angular + [[5.0] + p[1:] for p in angular]
+    rad, ang = torch.tensor(radial, dtype=torch.float64), torch.tensor(angular, dtype=torch.float64)
+    nbr = g.species[g.edge_index[1]]
+
+    def run(device):
+        def f(v):
+            return torch.ops.mlff.symmetry_functions(v, g.edge_index[0].to(device), nbr.to(device),
+                                                     g.species.shape[0], 2, rad, ang, 4.0, 1, 5.0)
+        return second_order(f, [g.edge_vec().to(dtype).to(device)])
+
+    for a, b in zip(run("cpu"), run("cuda")):
+        torch.testing.assert_close(b, a, **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_tp_conv_cuda_equals_cpu(dtype):
+    from test_tensor_product_ops import conv_case
+
+    from mlff.models.equivariant import tensor_product_tables
+
+    tp, h, sh, w, edge_index = conv_case("4x0e+4x1o+4x2e", 2, "0e+1o+2e", n_nodes=11, n_edges=60)
+    tables = tensor_product_tables(tp)
+
+    def run(device):
+        def f(h, sh, w):
+            return torch.ops.mlff.tp_conv(h, sh, w, edge_index[0].to(device), edge_index[1].to(device), h.shape[0],
+                                          *tables)
+        return second_order(f, [t.to(dtype).to(device) for t in (h, sh, w)])
+
+    for a, b in zip(run("cpu"), run("cuda")):
+        torch.testing.assert_close(b, a, **TOL[dtype])
