@@ -5,7 +5,8 @@ Each small model is deployed in float64 and run once with the wheel's ``lmp`` la
 whose edge (7.2 Å) is shorter than ``2 r_max``, so one neighbour appears through several
 periodic images. Energy models must give the Python energy, forces, per-atom energies and
 virial (``mlff.calculator.predict``) to 1e-8 relative; direct-force models the Python forces,
-with LAMMPS reporting zero energy and a warning that there is none.
+with LAMMPS reporting zero energy and a warning that there is none. Every model also runs
+on 2 MPI ranks (256-atom Cu) against Python.
 
 The LAMMPS driving helpers come from ``tests/test_lammps.py``; build the plugin first
 (``bash scripts/build_plugin.sh``).
@@ -124,3 +125,20 @@ def test_nequip_md_conserves_energy(tmp_path, deployed, cu32):
     assert int(re.search(r"Neighbor list builds = (\d+)", log).group(1)) >= 5
     assert np.ptp(thermo["PotEng"]) > 0.05
     assert np.ptp(thermo["TotEng"]) < 1e-2 * np.ptp(thermo["PotEng"])
+
+
+@pytest.mark.parametrize("name", list(SMALL))
+def test_two_ranks_match_python(tmp_path, name):
+    """Every e3nn model on 2 MPI ranks (redundant ghosts: their layers do not exchange
+    features) equals Python: energies and forces, or forces for direct-force models."""
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(4)  # 256 atoms, 14.4 Å box
+    atoms.rattle(0.05, seed=12)
+    path = tmp_path / f"{name}.pt"
+    export_model(random_model(name, ["Cu"], atoms, seed=3), path)
+    lmp = lammps_single_point(tmp_path, atoms, path, ["Cu"], nprocs=2)
+    if name in DIRECT:
+        ref = python_forces(atoms, path)
+        assert np.abs(ref).max() > 1e-3
+        np.testing.assert_allclose(lmp["forces"], ref, rtol=0, atol=1e-8 * np.abs(ref).max())
+    else:
+        assert_same(lmp, python_single_point(atoms, path), rtol=1e-8)
