@@ -2,7 +2,7 @@
 // Python: torch.ops.mlff.<name> after mlff.ops is imported; TorchScript models
 // serialise the calls by name, and LAMMPS resolves them in this same library.
 //
-// Operator set (kOpsVersion = 2):
+// Operator set (kOpsVersion = 3):
 //   halo_exchange(Tensor x) -> Tensor     ghost rows <- owner rows (identity without exchanger)
 //   halo_reverse(Tensor g) -> Tensor      adjoint: owner rows += ghost rows, ghost rows = 0
 //   halo_set_owner_map(Tensor owner) -> ()  install an index-map exchanger (tests)

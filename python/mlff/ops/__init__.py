@@ -27,7 +27,7 @@ from typing import Iterator
 import torch
 
 LIBRARY_NAME = "libmlff_ops.so"
-OPS_VERSION = 2  # must match mlff::kOpsVersion (cpp/ops/include/mlff/ops.h)
+OPS_VERSION = 3  # must match mlff::kOpsVersion (cpp/ops/include/mlff/ops.h)
 
 
 def library_path() -> str:

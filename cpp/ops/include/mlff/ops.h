@@ -89,7 +89,7 @@ MLFF_OPS_API at::Tensor tp_conv(const at::Tensor &h, const at::Tensor &sh, const
                                 const at::Tensor &paths, const at::Tensor &coeff_index, const at::Tensor &coeff);
 
 // Version of the operator set; bumped when an op's schema or meaning changes.
-constexpr int64_t kOpsVersion = 2;
+constexpr int64_t kOpsVersion = 3;
 
 }    // namespace mlff
 
