@@ -23,7 +23,7 @@
 // Speed: exp(−η r²) is computed once per edge and unique η, and the angular factor once per
 // triplet and unique (λ, ζ); integer exponents use multiplication.  With only G4 functions,
 // triplets with r_jk ≥ r_c are skipped (their f_c(r_jk) = 0).
-#include "mlff/dual.h"
+#include "kernel_util.h"
 #include "mlff/ops.h"
 
 #include <ATen/Dispatch.h>
@@ -135,29 +135,16 @@ Spec make_spec(const at::Tensor &radial, const at::Tensor &angular, int64_t n_at
   return s;
 }
 
-// Edges grouped by centre atom (counting sort; stable, so the order within a group is the input order).
-struct Csr {
-  std::vector<int64_t> offset, order;
-};
+using Csr = EdgeGroups;
 
 Csr group_by_centre(const at::Tensor &centre, const at::Tensor &nbr_species, const Spec &s)
 {
   const int64_t E = centre.size(0);
-  const int64_t *c = centre.data_ptr<int64_t>(), *sp = nbr_species.data_ptr<int64_t>();
-  Csr g;
-  g.offset.assign(s.n_atoms + 1, 0);
-  for (int64_t e = 0; e < E; ++e) {
-    TORCH_CHECK(c[e] >= 0 && c[e] < s.n_atoms, "mlff::symmetry_functions: edge ", e, " has centre ", c[e],
-                " outside [0, ", s.n_atoms, ")");
+  const int64_t *sp = nbr_species.data_ptr<int64_t>();
+  for (int64_t e = 0; e < E; ++e)
     TORCH_CHECK(sp[e] >= 0 && sp[e] < s.n_species, "mlff::symmetry_functions: edge ", e, " has neighbour species ",
                 sp[e], " outside [0, ", s.n_species, ")");
-    ++g.offset[c[e] + 1];
-  }
-  for (int64_t i = 0; i < s.n_atoms; ++i) g.offset[i + 1] += g.offset[i];
-  g.order.resize(E);
-  std::vector<int64_t> fill(g.offset.begin(), g.offset.end() - 1);
-  for (int64_t e = 0; e < E; ++e) g.order[fill[c[e]]++] = e;
-  return g;
+  return group_edges(centre.data_ptr<int64_t>(), E, s.n_atoms, "mlff::symmetry_functions", "centre");
 }
 
 // ---------------------------------------------------------------------------- math helpers
@@ -461,16 +448,6 @@ Inputs check_inputs(const at::Tensor &edge_vec, const at::Tensor &centre, const 
 
 constexpr int64_t kGrain = 16;    // centre atoms per parallel task
 
-// Dual-number copy of a [E, 3] value and tangent pair
-template <typename S>
-std::vector<Dual<S>> make_dual(const at::Tensor &v, const at::Tensor &u)
-{
-  const S *pv = v.data_ptr<S>(), *pu = u.data_ptr<S>();
-  std::vector<Dual<S>> out(v.numel());
-  for (int64_t k = 0; k < v.numel(); ++k) out[k] = {pv[k], pu[k]};
-  return out;
-}
-
 struct Args {
   at::Tensor radial, angular;
   int64_t n_atoms, n_species, cutoff;
@@ -546,8 +523,7 @@ at::Tensor sf_jvp(const at::Tensor &tangent, const Inputs &in, const Args &args)
     at::parallel_for(0, s.n_atoms, kGrain, [&](int64_t b, int64_t e) {
       forward_rows<scalar_t, D>(s, g, v.data(), in.species.data_ptr<int64_t>(), res.data(), b, e);
     });
-    scalar_t *o = out.data_ptr<scalar_t>();
-    for (size_t k = 0; k < res.size(); ++k) o[k] = res[k].d;
+    copy_tangent(res, out);
   });
   return out;
 }
@@ -569,8 +545,7 @@ at::Tensor sf_hvp(const at::Tensor &grad, const at::Tensor &tangent, const Input
       backward_rows<scalar_t, D>(s, g, v.data(), in.species.data_ptr<int64_t>(), gg.data_ptr<scalar_t>(),
                                  res.data(), b, e);
     });
-    scalar_t *o = out.data_ptr<scalar_t>();
-    for (size_t k = 0; k < res.size(); ++k) o[k] = res[k].d;
+    copy_tangent(res, out);
   });
   return out;
 }

@@ -19,7 +19,7 @@
 // The forward is split over centre atoms, the backward over neighbour atoms (each node's
 // gradient row and each edge's gradients are written by one task): no atomics, results
 // independent of the thread count.
-#include "mlff/dual.h"
+#include "kernel_util.h"
 #include "mlff/ops.h"
 
 #include <ATen/Dispatch.h>
@@ -94,24 +94,11 @@ Layout make_layout(const at::Tensor &paths, const at::Tensor &coeff_index, const
   return L;
 }
 
-struct Csr {
-  std::vector<int64_t> offset, order;
-};
+using Csr = EdgeGroups;
 
 Csr group(const int64_t *key, int64_t n_edges, int64_t n_nodes, const char *what)
 {
-  Csr g;
-  g.offset.assign(n_nodes + 1, 0);
-  for (int64_t e = 0; e < n_edges; ++e) {
-    TORCH_CHECK(key[e] >= 0 && key[e] < n_nodes, "mlff::tp_conv: edge ", e, " has ", what, " ", key[e],
-                " outside [0, ", n_nodes, ")");
-    ++g.offset[key[e] + 1];
-  }
-  for (int64_t i = 0; i < n_nodes; ++i) g.offset[i + 1] += g.offset[i];
-  g.order.resize(n_edges);
-  std::vector<int64_t> fill(g.offset.begin(), g.offset.end() - 1);
-  for (int64_t e = 0; e < n_edges; ++e) g.order[fill[key[e]]++] = e;
-  return g;
+  return group_edges(key, n_edges, n_nodes, "mlff::tp_conv", what);
 }
 
 // ---------------------------------------------------------------------------- kernels
@@ -194,27 +181,6 @@ struct Args {
     return d;
   }
 };
-
-template <typename S>
-std::vector<Dual<S>> make_dual(const at::Tensor &v, const at::Tensor &u)
-{
-  const S *pv = v.data_ptr<S>();
-  std::vector<Dual<S>> out(v.numel());
-  if (u.defined()) {
-    const S *pu = u.data_ptr<S>();
-    for (int64_t k = 0; k < v.numel(); ++k) out[k] = {pv[k], pu[k]};
-  } else {
-    for (int64_t k = 0; k < v.numel(); ++k) out[k] = {pv[k], S(0)};
-  }
-  return out;
-}
-
-template <typename S>
-void copy_tangent(const std::vector<Dual<S>> &src, at::Tensor &dst)
-{
-  S *d = dst.data_ptr<S>();
-  for (size_t k = 0; k < src.size(); ++k) d[k] = src[k].d;
-}
 
 constexpr int64_t kGrain = 8;
 

@@ -1,0 +1,60 @@
+// Helpers shared by the CPU kernels (symmetry_functions.cpp, tensor_product.cpp).
+#ifndef MLFF_KERNEL_UTIL_H
+#define MLFF_KERNEL_UTIL_H
+
+#include "mlff/dual.h"
+
+#include <ATen/core/Tensor.h>
+#include <c10/util/Exception.h>
+
+#include <cstdint>
+#include <vector>
+
+namespace mlff {
+
+// Edges grouped by a node index (counting sort, stable): the edges of node i are
+// order[offset[i] .. offset[i+1]).  Every key must lie in [0, n_nodes); otherwise an error
+// naming `op`, the edge and `what` the key is.
+struct EdgeGroups {
+  std::vector<int64_t> offset, order;
+};
+
+inline EdgeGroups group_edges(const int64_t *key, int64_t n_edges, int64_t n_nodes, const char *op,
+                              const char *what)
+{
+  EdgeGroups g;
+  g.offset.assign(n_nodes + 1, 0);
+  for (int64_t e = 0; e < n_edges; ++e) {
+    TORCH_CHECK(key[e] >= 0 && key[e] < n_nodes, op, ": edge ", e, " has ", what, " ", key[e], " outside [0, ",
+                n_nodes, ")");
+    ++g.offset[key[e] + 1];
+  }
+  for (int64_t i = 0; i < n_nodes; ++i) g.offset[i + 1] += g.offset[i];
+  g.order.resize(n_edges);
+  std::vector<int64_t> fill(g.offset.begin(), g.offset.end() - 1);
+  for (int64_t e = 0; e < n_edges; ++e) g.order[fill[key[e]]++] = e;
+  return g;
+}
+
+// value + ε·tangent for every element of a contiguous CPU tensor (undefined tangent: 0)
+template <typename S>
+std::vector<Dual<S>> make_dual(const at::Tensor &v, const at::Tensor &u)
+{
+  const S *pv = v.data_ptr<S>();
+  const S *pu = u.defined() ? u.data_ptr<S>() : nullptr;
+  std::vector<Dual<S>> out(v.numel());
+  for (int64_t k = 0; k < v.numel(); ++k) out[k] = {pv[k], pu ? pu[k] : S(0)};
+  return out;
+}
+
+// the tangent parts into a tensor of the same size
+template <typename S>
+void copy_tangent(const std::vector<Dual<S>> &src, at::Tensor &dst)
+{
+  S *d = dst.data_ptr<S>();
+  for (size_t k = 0; k < src.size(); ++k) d[k] = src[k].d;
+}
+
+}    // namespace mlff
+
+#endif
