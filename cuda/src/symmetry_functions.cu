@@ -2,13 +2,11 @@
 // edges and edge pairs (definitions and layout: cpp/ops/src/symmetry_functions.cpp).
 // Each thread writes only its atom's descriptor row and its own edges' gradients, so
 // there are no atomics and the result does not depend on scheduling.
+#include "launch.cuh"
 #include "mlff/cuda/kernels.h"
-#include "mlff/dual.h"
 
 #include <cuda_runtime.h>
 
-#include <stdexcept>
-#include <string>
 
 namespace mlff {
 namespace cuda {
@@ -248,17 +246,11 @@ __global__ void backward_kernel(SfArgs a, const T *vec, const S *grad, T *gvec)
   }
 }
 
-void check(cudaError_t err, const char *what)
-{
-  if (err != cudaSuccess) throw std::runtime_error(std::string("mlff CUDA kernel ") + what + ": " + cudaGetErrorString(err));
-}
 
 constexpr int kThreads = 128;
 
 inline unsigned blocks(int64_t n) { return static_cast<unsigned>((n + kThreads - 1) / kThreads); }
 
-template <typename T> struct ScalarOf { using type = T; };
-template <typename S> struct ScalarOf<Dual<S>> { using type = S; };
 
 }    // namespace
 

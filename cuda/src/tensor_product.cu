@@ -3,14 +3,12 @@
 // the forward pass runs over the edges of a centre node, the backward pass over the edges
 // of a neighbour node.  Every (node, channel) and (edge, channel) entry has one writing
 // thread; only the gradient of the spherical harmonics, a sum over channels, uses atomics.
+#include "launch.cuh"
 #include "mlff/cuda/kernels.h"
-#include "mlff/dual.h"
 
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <stdexcept>
-#include <string>
 
 namespace mlff {
 namespace cuda {
@@ -78,18 +76,12 @@ __global__ void backward_kernel(TpArgs a, const S *g, const T *h, const T *y, co
   }
 }
 
-void check(cudaError_t err, const char *what)
-{
-  if (err != cudaSuccess) throw std::runtime_error(std::string("mlff CUDA kernel ") + what + ": " + cudaGetErrorString(err));
-}
 
 inline unsigned threads_for(int64_t max_mul)    // whole warps covering the widest path
 {
   return static_cast<unsigned>(std::min<int64_t>(256, std::max<int64_t>(32, (max_mul + 31) / 32 * 32)));
 }
 
-template <typename T> struct ScalarOf { using type = T; };
-template <typename S> struct ScalarOf<Dual<S>> { using type = S; };
 
 }    // namespace
 
