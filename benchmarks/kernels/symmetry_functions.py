@@ -18,63 +18,29 @@ Printed: milliseconds, µs per atom and the ratio ``torch / ops`` (> 1: the kern
 
 from __future__ import annotations
 
-import argparse
 import json
-import statistics
-import time
 
 import torch
-from ase.build import bulk
+from common import cpu_ms, parse_args, structure
 
-from mlff import ops
-from mlff.data.molecules import molecule
 from mlff.graph import atoms_to_graph, collate
 from mlff.models import build_model
 from mlff.train.trainer import energy_and_forces
 
 SYSTEMS = {
-    "toluene (15 atoms)": dict(species=["H", "C"], set="Gs-6-10-1-G4", hidden=[50, 50], batch=1),
-    "Cu fcc (4,000 atoms)": dict(species=["Cu"], set="cu_emt_final", hidden=[10, 10], batch=1),
+    "toluene (15 atoms)": dict(structure="toluene", species=["H", "C"], set="Gs-6-10-1-G4", hidden=[50, 50]),
+    "Cu fcc (4,000 atoms)": dict(structure="cu", species=["Cu"], set="cu_emt_final", hidden=[10, 10]),
 }
 
 
-def structure(name: str):
-    if name.startswith("toluene"):
-        atoms = molecule("toluene")
-    else:
-        atoms = bulk("Cu", "fcc", a=3.615, cubic=True).repeat((10, 10, 10))
-    atoms.rattle(0.05, seed=1)
-    return atoms
-
-
-def cpu_ms(fn, repeat: int, inner: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeat):
-        t = time.process_time()
-        for _ in range(inner):
-            fn()
-        times.append((time.process_time() - t) / inner * 1e3)
-    return statistics.median(times)
-
-
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--repeat", type=int, default=5)
-    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    p.add_argument("--json", help="also write the results here")
-    args = p.parse_args()
-    if not ops.NATIVE:
-        raise SystemExit(f"the C++ operators are not built: {ops.WHERE}")
-    torch.set_num_threads(args.threads)
-    dtype = getattr(torch, args.dtype)
+    args, dtype = parse_args(__doc__)
     results = []
     print(f"mlff symmetry functions, {args.dtype}, {args.threads} thread(s), CPU ms per call (median of {args.repeat})")
     print("| system | what | torch (ms) | ops (ms) | ops µs/atom | torch / ops |")
     print("|---|---|---|---|---|---|")
     for name, spec in SYSTEMS.items():
-        atoms = structure(name)
+        atoms = structure(spec["structure"])
         n = len(atoms)
         batch = collate([atoms_to_graph(atoms, spec["species"], 5.0)]).to(dtype)
         batch.forces = torch.zeros(n, 3, dtype=dtype)

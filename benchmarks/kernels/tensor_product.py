@@ -19,39 +19,17 @@ Printed ratios are ``e3nn / ops`` (> 1: the kernel is faster).
 
 from __future__ import annotations
 
-import argparse
 import json
-import statistics
-import time
 
 import torch
-from ase.build import bulk
+from common import cpu_ms, parse_args, structure
 from e3nn import o3
 
-from mlff import ops
-from mlff.data.molecules import molecule
 from mlff.graph import atoms_to_graph, collate
 from mlff.models import build_model
 from mlff.models.equivariant import (float64_construction, irreps_up_to, tensor_product_paths,
                                      tensor_product_tables)
 from mlff.train.trainer import energy_and_forces
-
-
-def structure(name: str, cells: int = 10):
-    atoms = molecule("toluene") if name == "toluene" else bulk("Cu", "fcc", a=3.615, cubic=True).repeat(cells)
-    atoms.rattle(0.05, seed=1)
-    return atoms
-
-
-def cpu_ms(fn, repeat: int, inner: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeat):
-        t = time.process_time()
-        for _ in range(inner):
-            fn()
-        times.append((time.process_time() - t) / inner * 1e3)
-    return statistics.median(times)
 
 
 def conv_rows(args, dtype):
@@ -124,16 +102,7 @@ def model_rows(args, dtype):
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--repeat", type=int, default=5)
-    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    p.add_argument("--json", help="also write the results here")
-    args = p.parse_args()
-    if not ops.NATIVE:
-        raise SystemExit(f"the C++ operators are not built: {ops.WHERE}")
-    torch.set_num_threads(args.threads)
-    dtype = getattr(torch, args.dtype)
+    args, dtype = parse_args(__doc__)
     print(f"mlff tensor-product convolution vs e3nn, {args.dtype}, {args.threads} thread(s), "
           f"CPU ms per call (median of {args.repeat})")
     print("| system | what | e3nn (ms) | ops (ms) | e3nn / ops |")
