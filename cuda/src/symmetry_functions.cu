@@ -19,18 +19,6 @@ struct V3 {
 template <typename T> MLFF_HD V3<T> sub(const V3<T> &a, const V3<T> &b) { return {a.x - b.x, a.y - b.y, a.z - b.z}; }
 template <typename T> MLFF_HD T dot(const V3<T> &a, const V3<T> &b) { return a.x * b.x + a.y * b.y + a.z * b.z; }
 
-template <typename T>
-__device__ T ipow(T x, int n)
-{
-  T r(1);
-  while (n > 0) {
-    if (n & 1) r = r * x;
-    x = x * x;
-    n >>= 1;
-  }
-  return r;
-}
-
 // x^p for p ≥ 0 (integer exponents by multiplication, so x = 0 is exact)
 template <typename S, typename T>
 __device__ T power(const T &x, S p)

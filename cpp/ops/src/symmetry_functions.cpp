@@ -148,18 +148,6 @@ Csr group_by_centre(const at::Tensor &centre, const at::Tensor &nbr_species, con
 }
 
 // ---------------------------------------------------------------------------- math helpers
-template <typename T>
-T ipow(T x, int n)    // x^n, n ≥ 0, by squaring
-{
-  T r(1);
-  while (n > 0) {
-    if (n & 1) r = r * x;
-    x = x * x;
-    n >>= 1;
-  }
-  return r;
-}
-
 template <typename T, typename S>
 T power(const T &x, S p, int p_int)
 {

@@ -67,6 +67,19 @@ template <typename S> MLFF_HD inline Dual<S> pow(const Dual<S> &a, S p)
   return {q * a.v, p * q * a.d};
 }
 
+// x^n for an integer n ≥ 0 by squaring: exact at x = 0 and for dual numbers (the kernels'
+// integer exponents ζ and γ, where pow would differentiate badly at the base 0).
+template <typename T> MLFF_HD inline T ipow(T x, int n)
+{
+  T r(1);
+  while (n > 0) {
+    if (n & 1) r = r * x;
+    x = x * x;
+    n >>= 1;
+  }
+  return r;
+}
+
 // The value part, for comparisons (cutoff tests) in templated code.
 template <typename S> MLFF_HD inline S value(S x) { return x; }
 template <typename S> MLFF_HD inline S value(const Dual<S> &x) { return x.v; }
