@@ -2,7 +2,7 @@
 // Python: torch.ops.mlff.<name> after mlff.ops is imported; TorchScript models
 // serialise the calls by name, and LAMMPS resolves them in this same library.
 //
-// Operator set (kOpsVersion = 3):
+// Operator set (kOpsVersion = 4):
 //   halo_exchange(Tensor x) -> Tensor     ghost rows <- owner rows (identity without exchanger)
 //   halo_reverse(Tensor g) -> Tensor      adjoint: owner rows += ghost rows, ghost rows = 0
 //   halo_set_owner_map(Tensor owner) -> ()  install an index-map exchanger (tests)
@@ -18,6 +18,10 @@
 //       Tensor paths, Tensor coeff_index, Tensor coeff) -> Tensor
 //                                         uvu CG tensor-product convolution, gather + scatter fused,
 //                                         differentiable twice (src/tensor_product.cpp)
+//   edge_conv(Tensor x, Tensor w, Tensor group, Tensor src, Tensor dst, int n_out) -> Tensor
+//   edge_pair_product(Tensor a, Tensor b, Tensor ia, Tensor ib, Tensor group, int n_out) -> Tensor
+//                                         SchNet's cfconv with per-pair filters, differentiable to
+//                                         any order (src/edge_conv.cpp)
 // Kernels for the models (symmetry functions, tensor products, ...) go into
 // further src/*.cpp files and are declared here.
 
@@ -63,6 +67,8 @@ TORCH_LIBRARY(mlff, m)
         "Tensor radial, Tensor angular, float r_c, int cutoff, float gamma) -> Tensor");
   m.def("tp_conv(Tensor h, Tensor sh, Tensor weight, Tensor centre, Tensor neighbour, int n_nodes, Tensor paths, "
         "Tensor coeff_index, Tensor coeff) -> Tensor");
+  m.def("edge_conv(Tensor x, Tensor w, Tensor group, Tensor src, Tensor dst, int n_out) -> Tensor");
+  m.def("edge_pair_product(Tensor a, Tensor b, Tensor ia, Tensor ib, Tensor group, int n_out) -> Tensor");
 }
 
 // CompositeImplicitAutograd: the kernel is an autograd::Function, which records
@@ -73,4 +79,6 @@ TORCH_LIBRARY_IMPL(mlff, CompositeImplicitAutograd, m)
   m.impl("halo_reverse", &mlff::halo_reverse);
   m.impl("symmetry_functions", &mlff::symmetry_functions);
   m.impl("tp_conv", &mlff::tp_conv);
+  m.impl("edge_conv", &mlff::edge_conv);
+  m.impl("edge_pair_product", &mlff::edge_pair_product);
 }

@@ -27,7 +27,7 @@ from typing import Iterator
 import torch
 
 LIBRARY_NAME = "libmlff_ops.so"
-OPS_VERSION = 3  # must match mlff::kOpsVersion (cpp/ops/include/mlff/ops.h)
+OPS_VERSION = 4  # must match mlff::kOpsVersion (cpp/ops/include/mlff/ops.h)
 
 
 def library_path() -> str:
@@ -61,12 +61,16 @@ def _register_fallback() -> None:
                "int n_species, Tensor radial, Tensor angular, float r_c, int cutoff, float gamma) -> Tensor")
 
     def _not_built(*args):
-        raise RuntimeError(f"torch.ops.mlff.symmetry_functions needs the C++ operator library: {_why}")
+        raise RuntimeError(f"this torch.ops.mlff operator needs the C++ operator library: {_why}")
 
     lib.impl("symmetry_functions", _not_built, "CompositeImplicitAutograd")
     lib.define("tp_conv(Tensor h, Tensor sh, Tensor weight, Tensor centre, Tensor neighbour, int n_nodes, "
                "Tensor paths, Tensor coeff_index, Tensor coeff) -> Tensor")
     lib.impl("tp_conv", _not_built, "CompositeImplicitAutograd")
+    lib.define("edge_conv(Tensor x, Tensor w, Tensor group, Tensor src, Tensor dst, int n_out) -> Tensor")
+    lib.impl("edge_conv", _not_built, "CompositeImplicitAutograd")
+    lib.define("edge_pair_product(Tensor a, Tensor b, Tensor ia, Tensor ib, Tensor group, int n_out) -> Tensor")
+    lib.impl("edge_pair_product", _not_built, "CompositeImplicitAutograd")
     lib.define("cuda_built() -> bool")
     lib.impl("cuda_built", lambda: False, "CompositeImplicitAutograd")
     _fallback_lib = lib

@@ -88,8 +88,18 @@ MLFF_OPS_API at::Tensor tp_conv(const at::Tensor &h, const at::Tensor &sh, const
                                 const at::Tensor &centre, const at::Tensor &neighbour, int64_t n_nodes,
                                 const at::Tensor &paths, const at::Tensor &coeff_index, const at::Tensor &coeff);
 
+// Continuous-filter convolution with one filter row per atom pair (src/edge_conv.cpp):
+//   edge_conv(x, w, group, src, dst, n_out)[i]        = Σ_{k: dst_k = i}   x[src_k] ∘ w[group_k]
+//   edge_pair_product(a, b, ia, ib, group, n_out)[p]  = Σ_{k: group_k = p} a[ia_k] ∘ b[ib_k]
+// Feature tensors [rows, F] float32/float64, index tensors [E] int64.  Each is the other's
+// derivative, so both are differentiable to any order.
+MLFF_OPS_API at::Tensor edge_conv(const at::Tensor &x, const at::Tensor &w, const at::Tensor &group,
+                                  const at::Tensor &src, const at::Tensor &dst, int64_t n_out);
+MLFF_OPS_API at::Tensor edge_pair_product(const at::Tensor &a, const at::Tensor &b, const at::Tensor &ia,
+                                          const at::Tensor &ib, const at::Tensor &group, int64_t n_out);
+
 // Version of the operator set; bumped when an op's schema or meaning changes.
-constexpr int64_t kOpsVersion = 3;
+constexpr int64_t kOpsVersion = 4;
 
 }    // namespace mlff
 

@@ -1,0 +1,189 @@
+"""SchNet's per-pair filters and ``torch.ops.mlff.edge_conv``: the pairing of edges with
+their reverses, the operators against PyTorch gathers and scatters, derivatives of
+first, second and third order, and whole SchNet models on both implementations."""
+
+from __future__ import annotations
+
+import ase.build
+import pytest
+import torch
+
+from mlff import ops
+from mlff.graph import atoms_to_graph
+from mlff.models.common import cosine_cutoff, reverse_edge_groups
+from mlff.models.schnet import SchNet
+
+from conftest import sheared_cu
+
+pytestmark = pytest.mark.skipif(not ops.NATIVE, reason=f"C++ operators not built: {ops.WHERE}")
+
+
+def _graph(atoms, r_max=5.0, species=("Cu",)):
+    g = atoms_to_graph(atoms, list(species), r_max)
+    return g.edge_index, g.edge_vec()
+
+
+def test_reverse_groups_pair_each_edge_with_its_reverse():
+    # triclinic cell smaller than 2 r_max: an atom sees several images of the same
+    # neighbour and of itself, which must stay separate pairs
+    atoms = sheared_cu(2, 0.8, -0.5, 0.6, seed=3)
+    edge_index, edge_vec = _graph(atoms, r_max=5.0)
+    rep, group = reverse_edge_groups(edge_index, edge_vec)
+    assert torch.equal(group[rep], torch.arange(rep.numel()))
+    sizes = torch.bincount(group)
+    assert int(sizes.max()) == 2 and int(sizes.min()) == 2  # every edge has exactly one reverse
+    # the two edges of a pair are reverses: swapped nodes, opposite vectors
+    other = torch.empty_like(group)
+    order = torch.argsort(group, stable=True)
+    other[order[0::2]] = order[1::2]
+    other[order[1::2]] = order[0::2]
+    assert torch.equal(edge_index[0], edge_index[1, other])
+    assert torch.allclose(edge_vec, -edge_vec[other], atol=1e-12)
+
+
+def test_reverse_groups_keep_unpaired_edges_alone():
+    edge_index = torch.tensor([[0, 1, 0, 2], [1, 0, 2, 0]])
+    vec = torch.tensor([[1.0, 0, 0], [-1.0, 0, 0], [0, 2.0, 0], [0, -2.5, 0]], dtype=torch.float64)
+    rep, group = reverse_edge_groups(edge_index, vec)
+    assert rep.numel() == 3 and group[0] == group[1] and group[2] != group[3]
+
+
+def _dense_reference(x, w, group, src, dst, n_out):
+    return torch.zeros(n_out, x.shape[1], dtype=x.dtype).index_add_(0, dst, x[src] * w[group])
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+def test_edge_conv_matches_pytorch(dtype, tol):
+    gen = torch.Generator().manual_seed(0)
+    n, u, e, f = 30, 50, 200, 16
+    src, dst = torch.randint(0, n, (e,), generator=gen), torch.randint(0, n, (e,), generator=gen)
+    group = torch.randint(0, u, (e,), generator=gen)
+    x = torch.randn(n, f, generator=gen, dtype=dtype, requires_grad=True)
+    w = torch.randn(u, f, generator=gen, dtype=dtype, requires_grad=True)
+    g = torch.randn(n, f, generator=gen, dtype=dtype)
+    ours = torch.ops.mlff.edge_conv(x, w, group, src, dst, n)
+    ref = _dense_reference(x, w, group, src, dst, n)
+    torch.testing.assert_close(ours, ref, rtol=tol, atol=tol)
+    for a, b in zip(torch.autograd.grad(ours, (x, w), g), torch.autograd.grad(ref, (x, w), g)):
+        torch.testing.assert_close(a, b, rtol=tol, atol=tol)
+
+
+def test_edge_conv_gradcheck_to_third_order():
+    gen = torch.Generator().manual_seed(1)
+    n, u, e, f = 6, 8, 20, 3
+    src, dst = torch.randint(0, n, (e,), generator=gen), torch.randint(0, n, (e,), generator=gen)
+    group = torch.randint(0, u, (e,), generator=gen)
+    x = torch.randn(n, f, generator=gen, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(u, f, generator=gen, dtype=torch.float64, requires_grad=True)
+
+    def conv(x, w):
+        return torch.ops.mlff.edge_conv(x, w, group, src, dst, n)
+
+    assert torch.autograd.gradcheck(conv, (x, w))
+    assert torch.autograd.gradgradcheck(conv, (x, w))
+
+    def pair_product(a, b):
+        return torch.ops.mlff.edge_pair_product(a, b, src, dst, group, u)
+
+    assert torch.autograd.gradcheck(pair_product, (x, x.detach().clone().requires_grad_()))
+    assert torch.autograd.gradgradcheck(pair_product, (x, x.detach().clone().requires_grad_()))
+
+    # third order: the ops are closed under differentiation (a cubic in x, w through sin)
+    def cubic(x, w):
+        return torch.sin(conv(x, w)).sum()
+
+    g1 = torch.autograd.grad(cubic(x, w), x, create_graph=True)[0]
+    g2 = torch.autograd.grad(g1.sum(), w, create_graph=True)[0]
+    g3 = torch.autograd.grad(g2.sum(), x)[0]
+    x_ref, w_ref = x.detach().requires_grad_(), w.detach().requires_grad_()
+    r1 = torch.autograd.grad(torch.sin(_dense_reference(x_ref, w_ref, group, src, dst, n)).sum(), x_ref,
+                             create_graph=True)[0]
+    r2 = torch.autograd.grad(r1.sum(), w_ref, create_graph=True)[0]
+    r3 = torch.autograd.grad(r2.sum(), x_ref)[0]
+    torch.testing.assert_close(g3, r3, rtol=1e-12, atol=1e-12)
+
+
+def test_edge_conv_rejects_bad_indices():
+    x, w = torch.zeros(3, 2), torch.zeros(4, 2)
+    ok = torch.tensor([0, 1])
+    with pytest.raises(RuntimeError, match="src has entries in"):
+        torch.ops.mlff.edge_conv(x, w, ok, torch.tensor([0, 3]), ok, 3)
+    with pytest.raises(RuntimeError, match="group has entries in"):
+        torch.ops.mlff.edge_conv(x, w, torch.tensor([0, 4]), ok, ok, 3)
+    with pytest.raises(RuntimeError, match="one entry per edge"):
+        torch.ops.mlff.edge_conv(x, w, ok, ok, torch.tensor([0]), 3)
+    with pytest.raises(RuntimeError, match="one F"):
+        torch.ops.mlff.edge_conv(x, torch.zeros(4, 3), ok, ok, ok, 3)
+
+
+def _pair_of_models(species, seed, dtype=torch.float64, **hparams):
+    torch.manual_seed(seed)
+    a = SchNet(list(species), implementation="ops", **hparams).to(dtype)
+    b = SchNet(list(species), implementation="torch", **hparams).to(dtype)
+    for p in a.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    b.load_state_dict(a.state_dict())
+    return a, b
+
+
+@pytest.mark.parametrize("system", ["benzene", "cu"])
+def test_schnet_ops_equals_reference_and_per_edge_filters(system):
+    """Per-pair filters + edge_conv == the reference path == a per-edge-filter SchNet:
+    energies, forces and the gradients of a force loss (training)."""
+    if system == "benzene":
+        atoms, species = ase.build.molecule("C6H6"), ("C", "H")
+    else:
+        atoms, species = sheared_cu(2, 0.8, -0.5, 0.6, seed=4), ("Cu",)
+    ops_model, ref_model = _pair_of_models(species, seed=5, n_features=16, n_interactions=3)
+    g = atoms_to_graph(atoms, list(species), 5.0)
+    pos = g.pos.clone().requires_grad_(True)
+    out = []
+    for model in (ops_model, ref_model):
+        e = model(g.species, g.edge_index, g.edge_vec(pos)).sum()
+        f = -torch.autograd.grad(e, pos, create_graph=True)[0]
+        loss = (f**2).sum()
+        params = list(model.parameters())
+        grads = torch.autograd.grad(loss, params, allow_unused=True, materialize_grads=True)
+        out.append((e.detach(), f.detach(), grads))
+    torch.testing.assert_close(out[0][0], out[1][0], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(out[0][1], out[1][1], rtol=1e-10, atol=1e-10)
+    for a, b in zip(out[0][2], out[1][2]):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10)
+
+    # per-edge filters (no pairing): the same energy as a function of the positions
+    def per_edge_energy(p):
+        vec = g.edge_vec(p)
+        r = torch.linalg.vector_norm(vec, dim=1)
+        rbf, fcut = ref_model.rbf(r), cosine_cutoff(r, ref_model.r_max)
+        x = ref_model.embedding(g.species)
+        identity = torch.arange(vec.shape[0])
+        for block in ref_model.interactions:
+            x = x + block(x, rbf, fcut, g.edge_index, identity)
+        return ref_model.energy_scale(ref_model.readout(x).squeeze(-1), g.species).sum()
+
+    p = g.pos.clone().requires_grad_(True)
+    e_edge = per_edge_energy(p)
+    f_edge = -torch.autograd.grad(e_edge, p)[0]
+    torch.testing.assert_close(out[0][0], e_edge.detach(), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(out[0][1], f_edge, rtol=1e-10, atol=1e-10)
+
+
+def test_schnet_hessian_is_exact():
+    """Second derivatives w.r.t. positions (phonons) through the per-pair filters."""
+    atoms = ase.build.molecule("H2O")
+    ops_model, _ = _pair_of_models(("H", "O"), seed=6, n_features=8, n_interactions=2)
+    g = atoms_to_graph(atoms, ["H", "O"], 5.0)
+
+    def energy(flat):
+        return ops_model(g.species, g.edge_index, g.edge_vec(flat.view(-1, 3))).sum()
+
+    x0 = g.pos.reshape(-1).clone()
+    hessian = torch.autograd.functional.hessian(energy, x0)
+    h = 1e-5
+    numeric = torch.zeros_like(hessian)
+    for k in range(x0.numel()):
+        d = torch.zeros_like(x0)
+        d[k] = h
+        xp, xm = (x0 + d).requires_grad_(), (x0 - d).requires_grad_()
+        numeric[k] = (torch.autograd.grad(energy(xp), xp)[0] - torch.autograd.grad(energy(xm), xm)[0]) / (2 * h)
+    torch.testing.assert_close(hessian, numeric, rtol=1e-6, atol=1e-7)
