@@ -158,7 +158,7 @@ def test_schnet_ops_equals_reference_and_per_edge_filters(system):
         x = ref_model.embedding(g.species)
         identity = torch.arange(vec.shape[0])
         for block in ref_model.interactions:
-            x = x + block(x, rbf, fcut, g.edge_index, identity)
+            x = x + block(block.in2f(x), rbf, fcut, g.edge_index, identity, x.shape[0])
         return ref_model.energy_scale(ref_model.readout(x).squeeze(-1), g.species).sum()
 
     p = g.pos.clone().requires_grad_(True)

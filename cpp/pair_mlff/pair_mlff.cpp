@@ -13,6 +13,8 @@
 //  * LOCAL (strictly local model, n_message_passing <= 1, several ranks): ghost
 //    neighbours become extra nodes after the local ones; their energies are not
 //    counted, the forces on them go home through LAMMPS's reverse communication.
+//    Ghosts that are periodic images of this rank's own atoms point at those
+//    atoms' nodes instead, as in OWNER mode.
 //  * HALO (message-passing model, several ranks; `pair_style mlff halo`): as LOCAL,
 //    and the model calls torch.ops.mlff.halo_exchange after each layer.  The pair
 //    style installs an exchanger (libmlff_ops.so) for the duration of the call:
@@ -739,11 +741,11 @@ void PairMLFF::build_node_map()
     // every atom is a node with its own edges; node index = LAMMPS index
     for (int j = nlocal; j < nall; ++j) node_of_[j] = j;
     n_nodes_ = nall;
-  } else if (mode_ == Mode::LOCAL || mode_ == Mode::HALO) {
-    // ghost nodes are assigned per step in compute(): one per ghost within r_max
-    // of some local atom (fewer than the neighbour list's r_max + skin)
-  } else if (nall > nlocal) {
-    // OWNER: ghost -> owning local atom, through the atom IDs
+  } else if (nall > nlocal && atom->tag_enable) {
+    // ghost -> owning local atom, through the atom IDs.  OWNER: every ghost is such
+    // an image.  LOCAL/HALO: the periodic images of this rank's own atoms are mapped
+    // too (exact, as in OWNER mode; the pair then shares one filter evaluation and
+    // needs no exchange); the other ghosts become ghost nodes per step in compute().
     const tagint *tag = atom->tag;
     tagint maxtag = 0;
     for (int i = 0; i < nall; ++i) maxtag = std::max(maxtag, tag[i]);

@@ -40,16 +40,25 @@ class DeployedPotential(nn.Module):
     -> {"atomic_energy": [n] eV, "edge_grad": [e, 3] eV/Å}``, with ``E`` the sum of the
     atomic energies of all nodes, or of the first ``n_local`` nodes if given. Must be
     called with autograd enabled (not under ``torch.no_grad()``).
+
+    Models with ``accepts_n_local = True`` get ``n_local`` too (they may then skip the
+    ghost rows, see :class:`~mlff.models.schnet.SchNet`).
     """
+
+    __constants__ = ["pass_n_local"]  # TorchScript constant: the branch not taken is not compiled
 
     def __init__(self, model: EnergyModel):
         super().__init__()
         self.model = model
+        self.pass_n_local = bool(getattr(model, "accepts_n_local", False))
 
     def forward(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor,
                 n_local: Optional[int] = None) -> Dict[str, torch.Tensor]:
         edge_vec = edge_vec.detach().requires_grad_(True)
-        atomic_energy = self.model(species, edge_index, edge_vec)
+        if self.pass_n_local:
+            atomic_energy = self.model(species, edge_index, edge_vec, n_local)
+        else:
+            atomic_energy = self.model(species, edge_index, edge_vec)
         energy = atomic_energy.sum() if n_local is None else atomic_energy[:n_local].sum()
         grads = torch.autograd.grad([energy], [edge_vec], allow_unused=True)
         edge_grad = grads[0]

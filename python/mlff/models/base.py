@@ -34,6 +34,9 @@ class EnergyModel(nn.Module):
     """
 
     kind: str = ""
+    # True when forward takes a fourth argument n_local (the first n_local nodes are
+    # the atoms a LAMMPS rank owns); the deployed wrapper then passes it on.
+    accepts_n_local: bool = False
 
     def __init__(self, species: list[str], r_max: float, hparams: dict[str, Any]):
         super().__init__()

@@ -21,13 +21,16 @@ Architecture (thesis Eqs. 4.5–4.8, Sec. 4.3):
 Unlike the thesis's periodic variant, messages are not divided by the neighbour
 count: energies stay extensive and smooth when atoms cross the cutoff.
 
-Before every interaction block but the first, the features go through
-``torch.ops.mlff.halo_exchange`` (:mod:`mlff.ops`): the identity in Python; in
-LAMMPS on several MPI ranks it refreshes the features of ghost atoms from their
-owners, so the ghost cutoff can stay ``r_max`` (``docs/model_interface.md``).
+Before every interaction block but the first, the filter-space features ``in2f(x)``
+go through ``torch.ops.mlff.halo_exchange`` (:mod:`mlff.ops`): the identity in
+Python; in LAMMPS on several MPI ranks it refreshes the rows of ghost atoms from
+their owners, so the ghost cutoff can stay ``r_max`` (``docs/model_interface.md``)
+and each rank updates only the atoms it owns.
 """
 
 from __future__ import annotations
+
+from typing import Optional
 
 import torch
 from torch import nn
@@ -61,15 +64,16 @@ class Interaction(nn.Module):
         self.dense = nn.Linear(n_features, n_features)
         self.use_ops = use_ops
 
-    def forward(self, x: torch.Tensor, rbf: torch.Tensor, fcut: torch.Tensor, edge_index: torch.Tensor,
-                group: torch.Tensor) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, rbf: torch.Tensor, fcut: torch.Tensor, edge_index: torch.Tensor,
+                group: torch.Tensor, n_out: int) -> torch.Tensor:
+        """``h = in2f(x)`` of every node ``[n, n_filters]`` → update ``v`` of the first
+        ``n_out`` nodes ``[n_out, F]`` (every edge's centre must be one of them)."""
         w = self.filter_net(rbf) * fcut[:, None]
-        h = self.in2f(x)
         if self.use_ops:
-            h = torch.ops.mlff.edge_conv(h, w, group, edge_index[1], edge_index[0], h.shape[0])
+            h = torch.ops.mlff.edge_conv(h, w, group, edge_index[1], edge_index[0], n_out)
         else:
             messages = h.index_select(0, edge_index[1]) * w.index_select(0, group)
-            h = torch.zeros_like(h).index_add_(0, edge_index[0], messages)
+            h = h.new_zeros(n_out, h.shape[1]).index_add_(0, edge_index[0], messages)
         return self.dense(shifted_softplus(self.f2out(h)))
 
 
@@ -90,10 +94,15 @@ class SchNet(EnergyModel):
 
     Raises ``ConfigError`` for an unknown implementation or ``"ops"`` without the library.
 
-    ``forward(species [n], edge_index [2, e], edge_vec [e, 3] Å) -> atomic energies [n] eV``.
+    ``forward(species [n], edge_index [2, e], edge_vec [e, 3] Å, n_local=None) -> atomic
+    energies [n] eV``. With ``n_local`` and a halo exchanger installed (LAMMPS, halo mode),
+    only the first ``n_local`` nodes (the atoms this rank owns, the centres of every edge)
+    are updated; ghost rows are refreshed from their owners before each convolution, and
+    ghost energies are returned as 0.
     """
 
     kind = "schnet"
+    accepts_n_local = True
 
     def __init__(self, species: list[str], r_max: float = 5.0, n_features: int = 64, n_filters: int | None = None,
                  n_interactions: int = 3, n_rbf: int = 20, implementation: str = "auto"):
@@ -116,9 +125,15 @@ class SchNet(EnergyModel):
         nn.init.zeros_(self.readout[-1].bias)
 
     def halo_widths(self) -> list[int]:
-        return [self.hparams["n_features"]] * (len(self.interactions) - 1)
+        # the filter-space features h = in2f(x) of blocks 2..T
+        return [self.hparams["n_filters"]] * (len(self.interactions) - 1)
 
-    def forward(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor) -> torch.Tensor:
+    def forward(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor,
+                n_local: Optional[int] = None) -> torch.Tensor:
+        n = species.shape[0]
+        # Halo mode: ghost rows come from their owners, so only owned nodes are computed
+        # (a rank has 2-3x more ghosts than owned atoms at r_max 5 Å).
+        m = n_local if n_local is not None and torch.ops.mlff.halo_active() else n
         # The filters depend on |r_ij| only: evaluate them once per atom pair, not per
         # direction (the filter networks are most of the cost).
         representative, group = reverse_edge_groups(edge_index, edge_vec)
@@ -127,8 +142,15 @@ class SchNet(EnergyModel):
         fcut = cosine_cutoff(r, self.r_max)
         x = self.embedding(species)  # exact on ghost atoms too: no exchange before block 1
         for t, block in enumerate(self.interactions):
-            if t > 0:  # ghost rows of x are stale after a block: refresh them from their owners
-                x = torch.ops.mlff.halo_exchange(x)
-            x = x + block(x, rbf, fcut, edge_index, group)
-        y = self.readout(x).squeeze(-1)
-        return self.energy_scale(y, species)
+            if t == 0:
+                h = block.in2f(x)
+            else:  # ghost rows of h are unknown here: fetch them from their owners
+                h = block.in2f(x)
+                if m < n:
+                    h = torch.cat([h, h.new_zeros(n - m, h.shape[1])])
+                h = torch.ops.mlff.halo_exchange(h)
+            x = x[:m] + block(h, rbf, fcut, edge_index, group, m)
+        y = self.energy_scale(self.readout(x).squeeze(-1), species[:m])
+        if m < n:
+            y = torch.cat([y, y.new_zeros(n - m)])
+        return y

@@ -71,6 +71,8 @@ def _register_fallback() -> None:
     lib.impl("edge_conv", _not_built, "CompositeImplicitAutograd")
     lib.define("edge_pair_product(Tensor a, Tensor b, Tensor ia, Tensor ib, Tensor group, int n_out) -> Tensor")
     lib.impl("edge_pair_product", _not_built, "CompositeImplicitAutograd")
+    lib.define("halo_active() -> bool")
+    lib.impl("halo_active", lambda: False, "CompositeImplicitAutograd")
     lib.define("cuda_built() -> bool")
     lib.impl("cuda_built", lambda: False, "CompositeImplicitAutograd")
     _fallback_lib = lib
