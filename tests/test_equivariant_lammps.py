@@ -6,7 +6,7 @@ whose edge (7.2 Å) is shorter than ``2 r_max``, so one neighbour appears throug
 periodic images. Energy models must give the Python energy, forces, per-atom energies and
 virial (``mlff.calculator.predict``) to 1e-8 relative; direct-force models the Python forces,
 with LAMMPS reporting zero energy and a warning that there is none. Every model also runs
-on 2 MPI ranks (256-atom Cu) against Python.
+on 2 MPI ranks (256-atom Cu, halo exchange) against Python.
 
 The LAMMPS driving helpers come from ``tests/test_lammps.py``; build the plugin first
 (``bash scripts/build_plugin.sh``).
@@ -129,13 +129,19 @@ def test_nequip_md_conserves_energy(tmp_path, deployed, cu32):
 
 @pytest.mark.parametrize("name", list(SMALL))
 def test_two_ranks_match_python(tmp_path, name):
-    """Every e3nn model on 2 MPI ranks (redundant ghosts: their layers do not exchange
-    features) equals Python: energies and forces, or forces for direct-force models."""
+    """Every e3nn model on 2 MPI ranks (halo mode: features exchanged between layers,
+    ghost cutoff r_max) equals Python: energies and forces, or forces for direct-force
+    models. nequip also runs in redundant mode (ghost cutoff T·r_max, no exchange)."""
     atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(4)  # 256 atoms, 14.4 Å box
     atoms.rattle(0.05, seed=12)
     path = tmp_path / f"{name}.pt"
     export_model(random_model(name, ["Cu"], atoms, seed=3), path)
     lmp = lammps_single_point(tmp_path, atoms, path, ["Cu"], nprocs=2)
+    assert "halo (ghost cutoff r_max" in lmp["log"]
+    if name == "nequip":
+        redundant = lammps_single_point(tmp_path, atoms, path, ["Cu"], nprocs=2, mode="redundant")
+        assert "redundant (ghost cutoff" in redundant["log"]
+        assert_same(redundant, lmp, rtol=1e-10)
     if name in DIRECT:
         ref = python_forces(atoms, path)
         assert np.abs(ref).max() > 1e-3

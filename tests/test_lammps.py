@@ -48,7 +48,7 @@ atom_style atomic
 boundary {boundary}
 {newton}
 read_data data.lmp
-pair_style mlff
+pair_style mlff {mode}
 pair_coeff * * {model} {elements}
 neighbor 1.0 bin
 compute vir all pressure NULL virial
@@ -66,11 +66,12 @@ print "MLFF_STSUM $(c_stsum[1]:%.17g) $(c_stsum[2]:%.17g) $(c_stsum[3]:%.17g) $(
 
 
 def lammps_single_point(tmp_path: Path, atoms: Atoms, model: Path, species: list[str], nprocs: int = 1,
-                        box=((-20.0, 20.0),) * 3) -> dict:
-    """Energy, forces, atomic energies and virial (LAMMPS order xx yy zz xy xz yz, eV) from one LAMMPS run."""
+                        box=((-20.0, 20.0),) * 3, mode: str = "") -> dict:
+    """Energy, forces, atomic energies and virial (LAMMPS order xx yy zz xy xz yz, eV) from one
+    LAMMPS run; ``mode``: pair_style mlff's parallel mode keyword ("" = automatic)."""
     write_data(tmp_path / "data.lmp", atoms, species, box=np.array(box))
     script = SINGLE_POINT.format(boundary="p p p" if atoms.pbc.all() else "f f f", newton="newton on",
-                                 model=model, elements=" ".join(species))
+                                 model=model, elements=" ".join(species), mode=mode)
     proc = run_lmp(tmp_path, script, nprocs=nprocs)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"LAMMPS failed:\n{out[-4000:]}"

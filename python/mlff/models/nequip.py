@@ -122,12 +122,17 @@ class NequIP(EquivariantModel):
             with torch.no_grad():
                 self.readout[-1].weight.zero_()
 
+    def halo_widths(self) -> list[int]:
+        return [layer.irreps_out.dim for layer in self.interactions[:-1]]
+
     def forward(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor) -> torch.Tensor:
         sh, radial, _, _ = self.edge_embedding(edge_vec)
         attrs = self.one_hot(species, edge_vec.dtype)
         inv_sqrt_neighbors = self.avg_num_neighbors.rsqrt()
-        x = self.embedding(attrs)
-        for layer in self.interactions:
+        x = self.embedding(attrs)  # exact on ghost atoms too: no exchange before layer 1
+        for t, layer in enumerate(self.interactions):
+            if t > 0:  # ghost rows are stale after a layer: refresh them from their owners
+                x = torch.ops.mlff.halo_exchange(x)
             x = layer(x, attrs, sh, radial, edge_index, inv_sqrt_neighbors)
         y = self.readout(x)
         if self.direct_forces:

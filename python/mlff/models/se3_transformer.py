@@ -221,6 +221,7 @@ class SE3Transformer(EquivariantModel):
         with float64_construction():  # exact Clebsch–Gordan coefficients
             self.edge_embedding = EdgeEmbedding(2 * l_max if l_max_sh is None else l_max_sh, r_max, n_basis, basis="bessel")
             hidden = irreps_up_to(n_features, l_max)
+            self.hidden_dim = hidden.dim
             irreps = o3.Irreps(f"{len(species)}x0e")
             out_irreps = o3.Irreps("1x1o" if direct_forces else "1x0e")
             layers = []
@@ -237,10 +238,15 @@ class SE3Transformer(EquivariantModel):
                     block.mlp[-1].weight.zero_()
                     block.mlp[-1].bias.zero_()
 
+    def halo_widths(self) -> list[int]:
+        return [self.hidden_dim] * (len(self.layers) - 1)
+
     def forward(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor) -> torch.Tensor:
         sh, radial, cutoff, _ = self.edge_embedding(edge_vec)
-        f = self.one_hot(species, edge_vec.dtype)
-        for layer in self.layers:
+        f = self.one_hot(species, edge_vec.dtype)  # exact on ghost atoms: no exchange before layer 1
+        for t, layer in enumerate(self.layers):
+            if t > 0:  # ghost rows are stale after a layer: refresh them from their owners
+                f = torch.ops.mlff.halo_exchange(f)
             f = layer(f, sh, radial, cutoff, edge_index)
         if self.direct_forces:
             return self.energy_scale.scale * vector_from_l1(f)

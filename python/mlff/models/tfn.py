@@ -103,10 +103,15 @@ class TFNDirectForce(EquivariantModel):
             with torch.no_grad():  # untrained model predicts zero forces
                 self.blocks[-1].self_interaction.weight.zero_()
 
+    def halo_widths(self) -> list[int]:
+        return [block.irreps_out.dim for block in self.blocks[:-1]]
+
     def forward(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor) -> torch.Tensor:
         sh, radial, _, _ = self.edge_embedding(edge_vec)
         inv_sqrt_neighbors = self.avg_num_neighbors.rsqrt()
-        x = self.embedding(self.one_hot(species, edge_vec.dtype))
-        for block in self.blocks:
+        x = self.embedding(self.one_hot(species, edge_vec.dtype))  # exact on ghosts: no exchange before block 1
+        for t, block in enumerate(self.blocks):
+            if t > 0:  # ghost rows are stale after a block: refresh them from their owners
+                x = torch.ops.mlff.halo_exchange(x)
             x = block(x, sh, radial, edge_index, inv_sqrt_neighbors)
         return self.energy_scale.scale * vector_from_l1(x)
