@@ -11,6 +11,9 @@ warm-up steps, and reports
   (each round runs every configuration once);
 * its ratio to ``pair_style eam`` and ``pair_style snap`` at the same rank count;
 * strong-scaling efficiency from 1 to 2 ranks, ``throughput(2) / (2 throughput(1))``;
+* the machine's ceiling for that efficiency: two independent 1-rank runs (snap, and
+  mlff in owner mode) started together, each one's throughput over a run alone
+  (``--no-ceiling`` skips it);
 * peak resident memory per rank (``/usr/bin/time``'s maximum RSS, max over ranks).
 
 SchNet modes: ``owner`` (1 rank only: ghosts mapped onto their owners, the default
@@ -78,8 +81,9 @@ def pair_lines(kind: str, model: Path | None, mode: str) -> str:
     return f"pair_style mlff {keyword}\npair_coeff * * {model} Cu"
 
 
-def run_one(kind: str, nprocs: int, mode: str, steps: int, warmup: int, model: Path | None, workdir: Path) -> dict:
-    """One LAMMPS run; returns atoms, steps, loop seconds, atom-steps/s, peak RSS per rank (MiB)."""
+def _launch(kind: str, nprocs: int, mode: str, steps: int, warmup: int, model: Path | None,
+            workdir: Path) -> subprocess.Popen:
+    """Start one LAMMPS run under mpirun in ``workdir`` (not waiting for it)."""
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "in.bench").write_text(INPUT.format(n=N_CELLS, pair=pair_lines(kind, model, mode),
                                                    thermo=max(1, steps), warmup=warmup, steps=steps))
@@ -94,19 +98,40 @@ def run_one(kind: str, nprocs: int, mode: str, steps: int, warmup: int, model: P
         cmd = [timer, "-a", "-o", str(rss_file), "-f", "MLFF_BENCH_MAXRSS_KB %M"] + cmd
     mpirun = Path(sys.executable).parent / "mpirun"
     cmd = [str(mpirun), "-np", str(nprocs)] + cmd
-    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env=env)
+    return subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _collect(proc: subprocess.Popen, kind: str, mode: str, nprocs: int, workdir: Path) -> dict:
+    """Wait for a run; atoms, steps, loop seconds, atom-steps/s, peak RSS per rank (MiB)."""
+    stdout, stderr = proc.communicate()
     log = (workdir / "log.lammps").read_text() if (workdir / "log.lammps").exists() else ""
     if proc.returncode != 0:
-        raise RuntimeError(f"{kind} {mode} on {nprocs} rank(s) failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}"
+        raise RuntimeError(f"{kind} {mode} on {nprocs} rank(s) failed:\n{stdout[-2000:]}{stderr[-2000:]}"
                            f"{log[-2000:]}")
     loops = re.findall(r"Loop time of ([0-9.eE+-]+) on (\d+) procs for (\d+) steps with (\d+) atoms", log)
     seconds, procs, nsteps, natoms = loops[-1]
+    rss_file = workdir / "maxrss.txt"
     rss_text = rss_file.read_text() if rss_file.exists() else ""
     rss = [int(v) / 1024 for v in re.findall(r"MLFF_BENCH_MAXRSS_KB (\d+)", rss_text)]
     seconds = float(seconds)
     return {"kind": kind, "mode": mode, "ranks": int(procs), "atoms": int(natoms), "steps": int(nsteps),
             "loop_s": seconds, "atom_steps_per_s": int(natoms) * int(nsteps) / seconds,
             "peak_rss_mib_per_rank": max(rss) if rss else None}
+
+
+def run_one(kind: str, nprocs: int, mode: str, steps: int, warmup: int, model: Path | None, workdir: Path) -> dict:
+    """One LAMMPS run; returns atoms, steps, loop seconds, atom-steps/s, peak RSS per rank (MiB)."""
+    return _collect(_launch(kind, nprocs, mode, steps, warmup, model, workdir), kind, mode, nprocs, workdir)
+
+
+def run_concurrent_pair(kind: str, mode: str, steps: int, warmup: int, model: Path | None, workdir: Path) -> dict:
+    """Two independent 1-rank runs started together (one per core): how much running a
+    second process alone slows this machine down, with no communication at all. The
+    result holds the slower run's throughput."""
+    procs = [(_launch(kind, 1, mode, steps, warmup, model, workdir / f"copy{c}"), workdir / f"copy{c}")
+             for c in range(2)]
+    runs = [_collect(p, kind, mode, 1, d) for p, d in procs]
+    return min(runs, key=lambda r: r["atom_steps_per_s"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps-eam", type=int, default=1000)
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps before each timed run")
     parser.add_argument("--repeat", type=int, default=1, help="runs per configuration; the fastest counts")
+    parser.add_argument("--no-ceiling", action="store_true",
+                        help="skip the machine-ceiling runs (two independent 1-rank runs at once)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--keep", type=Path, help="keep the run folders (inputs, logs) here")
     args = parser.parse_args(argv)
@@ -135,8 +162,14 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             configs.append(("mlff", ranks, mode, args.steps))
 
+    # The machine's own ceiling for 1 -> 2 rank scaling: two independent 1-rank runs
+    # at once share caches and memory bandwidth but exchange nothing.
+    ceiling_configs = [] if (args.no_ceiling or 2 not in args.ranks) else \
+        [("snap", "-", args.steps_snap)] + ([("mlff", "owner", args.steps)] if "owner" in args.modes else [])
+
     base = args.keep or Path(tempfile.mkdtemp(prefix="mlff_bench_"))
     best: dict[tuple, dict] = {}
+    pair_best: dict[tuple, dict] = {}
     # repeats outermost: a slow spell of a shared machine hits every configuration alike
     for rep in range(args.repeat):
         for kind, ranks, mode, steps in configs:
@@ -148,6 +181,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  [{rep + 1}/{args.repeat}] {kind:5s} {mode:9s} {ranks} rank(s): "
                   f"{res['atom_steps_per_s']:12.0f} atom-steps/s, "
                   f"peak RSS {res['peak_rss_mib_per_rank'] or float('nan'):8.0f} MiB/rank", flush=True)
+        for kind, mode, steps in ceiling_configs:
+            res = run_concurrent_pair(kind, mode, steps, args.warmup, args.model.resolve(),
+                                      base / f"{kind}_{mode}_pair_{rep}")
+            if (kind, mode) not in pair_best or res["loop_s"] < pair_best[(kind, mode)]["loop_s"]:
+                pair_best[(kind, mode)] = res
+            print(f"  [{rep + 1}/{args.repeat}] {kind:5s} {mode:9s} 2 x 1 rank at once: "
+                  f"{res['atom_steps_per_s']:12.0f} atom-steps/s each (slower copy)", flush=True)
     results = [best[(kind, ranks, mode)] for kind, ranks, mode, _ in configs]
     if not args.keep:
         shutil.rmtree(base, ignore_errors=True)
@@ -189,10 +229,20 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{ranks} rank(s): peak memory per rank halo / redundant = "
                   f"{h['peak_rss_mib_per_rank'] / d['peak_rss_mib_per_rank']:.2f}; "
                   f"speed halo / redundant = {h['atom_steps_per_s'] / d['atom_steps_per_s']:.2f}")
+    ceilings = []
+    for (kind, mode), pair in pair_best.items():
+        solo = by.get((kind, mode, 1))
+        if solo:
+            factor = pair["atom_steps_per_s"] / solo["atom_steps_per_s"]
+            ceilings.append({"kind": kind, "mode": mode, "solo": solo["atom_steps_per_s"],
+                             "each_of_two_at_once": pair["atom_steps_per_s"], "ceiling": factor})
+            print(f"machine ceiling ({kind} {mode}): two independent 1-rank runs at once each reach "
+                  f"{pair['atom_steps_per_s']:.4g} atom-steps/s = {factor:.0%} of one run alone, the most "
+                  "any 1→2-rank efficiency can reach here")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"model": str(args.model), "model_metadata": meta, "results": results},
-                                        indent=1))
+        args.json.write_text(json.dumps({"model": str(args.model), "model_metadata": meta, "results": results,
+                                         "machine_ceiling": ceilings}, indent=1))
     return 0
 
 

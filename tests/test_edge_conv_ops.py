@@ -158,7 +158,8 @@ def test_schnet_ops_equals_reference_and_per_edge_filters(system):
         x = ref_model.embedding(g.species)
         identity = torch.arange(vec.shape[0])
         for block in ref_model.interactions:
-            x = x + block(block.in2f(x), rbf, fcut, g.edge_index, identity, x.shape[0])
+            w = block.filters(r, rbf, fcut, ref_model.rbf.centres, ref_model.rbf.gamma, ref_model.r_max)
+            x = x + block(block.in2f(x), w, g.edge_index, identity, x.shape[0])
         return ref_model.energy_scale(ref_model.readout(x).squeeze(-1), g.species).sum()
 
     p = g.pos.clone().requires_grad_(True)
@@ -187,3 +188,73 @@ def test_schnet_hessian_is_exact():
         xp, xm = (x0 + d).requires_grad_(), (x0 - d).requires_grad_()
         numeric[k] = (torch.autograd.grad(energy(xp), xp)[0] - torch.autograd.grad(energy(xm), xm)[0]) / (2 * h)
     torch.testing.assert_close(hessian, numeric, rtol=1e-6, atol=1e-7)
+
+
+def _reference_filter(block, rbf_module, r, r_max):
+    return block.filter_net(rbf_module(r)) * cosine_cutoff(r, r_max)[:, None]
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+@pytest.mark.parametrize("n_filters", [64, 13])  # 13: not a whole number of SIMD vectors
+def test_fused_filter_matches_pytorch(dtype, tol, n_filters):
+    model, _ = _pair_of_models(("Cu",), seed=8, dtype=dtype, n_features=n_filters, n_interactions=1)
+    block = model.interactions[0]
+    r = torch.linspace(0.05, 5.4, 301, dtype=dtype)  # includes r ≥ r_max = 5 Å: zero filters
+    r_ref = r.clone().requires_grad_(True)
+    ref = _reference_filter(block, model.rbf, r_ref, model.r_max)
+    r_ops = r.clone().requires_grad_(True)
+    first, second = block.filter_net[0], block.filter_net[2]
+    with torch.no_grad():
+        for p in block.parameters():
+            p.requires_grad_(False)
+    ours = torch.ops.mlff.schnet_filter(r_ops, model.rbf.centres, model.rbf.gamma, model.r_max, first.weight,
+                                        first.bias, second.weight, second.bias)
+    scale = ref.detach().abs().max()
+    torch.testing.assert_close(ours, ref, rtol=0, atol=tol * scale)
+    assert torch.all(ours[r >= model.r_max] == 0)
+    g = torch.randn(ours.shape, dtype=dtype, generator=torch.Generator().manual_seed(2))
+    (gr,) = torch.autograd.grad(ours, r_ops, g)
+    (gr_ref,) = torch.autograd.grad(ref, r_ref, g)
+    torch.testing.assert_close(gr, gr_ref, rtol=0, atol=tol * gr_ref.abs().max() * 10)
+
+
+def test_fused_filter_refuses_training_and_hessians():
+    model, _ = _pair_of_models(("Cu",), seed=9, n_features=8, n_interactions=1)
+    first, second = model.interactions[0].filter_net[0], model.interactions[0].filter_net[2]
+    r = torch.linspace(1.0, 4.0, 5, dtype=torch.float64, requires_grad=True)
+    w = torch.ops.mlff.schnet_filter(r, model.rbf.centres, model.rbf.gamma, model.r_max, first.weight, first.bias,
+                                     second.weight, second.bias)
+    with pytest.raises(RuntimeError, match="weights are not available"):
+        torch.autograd.grad(w.sum(), first.weight, retain_graph=True)
+    (gr,) = torch.autograd.grad(w.sum(), r, create_graph=True)
+    with pytest.raises(RuntimeError, match="second derivatives"):
+        torch.autograd.grad(gr.sum(), r)
+    with pytest.raises(RuntimeError, match="w2 must be"):
+        torch.ops.mlff.schnet_filter(r, model.rbf.centres, model.rbf.gamma, model.r_max, first.weight, first.bias,
+                                     second.weight[:, :3], second.bias)
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-10), (torch.float32, 2e-5)])
+def test_deployed_schnet_with_fused_filter_equals_python_model(tmp_path, dtype, tol):
+    from mlff.deploy import export_model, load_deployed
+
+    atoms = sheared_cu(2, 0.8, -0.5, 0.6, seed=5)
+    model, _ = _pair_of_models(("Cu",), seed=10, n_features=16, n_interactions=3)
+    export_model(model, tmp_path / "m.pt", dtype=dtype)
+    module, _ = load_deployed(tmp_path / "m.pt")
+    assert "schnet_filter" in getattr(module.model.interactions, "0").filters.code  # the deployed copy uses the kernel
+    assert not model.interactions[0].fused_filter                # the trainable model does not
+    g = atoms_to_graph(atoms, ["Cu"], 5.0)
+    vec = g.edge_vec()
+    out = module(g.species, g.edge_index, vec.to(dtype))
+    v = vec.clone().requires_grad_(True)
+    e = model(g.species, g.edge_index, v)
+    (grad,) = torch.autograd.grad(e.sum(), v)
+    e_scale = e.detach().abs().max()
+    torch.testing.assert_close(out["atomic_energy"].double(), e.detach(), rtol=0, atol=tol * e_scale)
+    # forces from edge gradients (the split between an edge and its reverse may differ)
+    f_dep = torch.zeros(len(atoms), 3, dtype=torch.float64).index_add_(0, g.edge_index[0], out["edge_grad"].double())
+    f_dep.index_add_(0, g.edge_index[1], -out["edge_grad"].double())
+    f_ref = torch.zeros(len(atoms), 3, dtype=torch.float64).index_add_(0, g.edge_index[0], grad)
+    f_ref.index_add_(0, g.edge_index[1], -grad)
+    torch.testing.assert_close(f_dep, f_ref, rtol=0, atol=tol * f_ref.abs().max())

@@ -203,7 +203,8 @@ def test_toluene_type_mapping_with_repeated_elements(tmp_path, toluene, models):
     types = [1 if s == "H" else 2 for s in toluene.get_chemical_symbols()]
     types[-1] = types[-2] = 3
     write_data(tmp_path / "data.lmp", toluene, species, box=np.array(((-20.0, 20.0),) * 3), types=types)
-    script = SINGLE_POINT.format(boundary="f f f", newton="", model=models["toluene3"], elements=" ".join(species))
+    script = SINGLE_POINT.format(boundary="f f f", newton="", model=models["toluene3"], elements=" ".join(species),
+                                 mode="")
     proc = run_lmp(tmp_path, script)
     assert proc.returncode == 0, proc.stdout[-3000:]
     pe = float([line.split()[1] for line in proc.stdout.splitlines() if line.startswith("MLFF_RESULT")][0])
@@ -260,7 +261,7 @@ def test_two_ranks_format1_message_passing_model_stops_cleanly(tmp_path, cu108, 
     path = tmp_path / "old.pt"
     torch.jit.save(module, str(path), _extra_files={"metadata.json": json.dumps(meta)})
     write_data(tmp_path / "data.lmp", cu108, ["Cu"])
-    script = SINGLE_POINT.format(boundary="p p p", newton="", model=path, elements="Cu")
+    script = SINGLE_POINT.format(boundary="p p p", newton="", model=path, elements="Cu", mode="")
     err = lammps_error(run_lmp(tmp_path, script, nprocs=2))
     assert "supports neither the halo exchange nor redundant ghosts" in err and "old.pt" in err
     assert not (tmp_path / "atoms.dump").exists() or "ITEM: ATOMS" not in (tmp_path / "atoms.dump").read_text()
@@ -485,7 +486,7 @@ def test_error_box_smaller_than_cutoff(tmp_path, models, triclinic):
         atoms.set_cell([[7.22, 0, 0], [0, 3.0, 0], [0, 6.0, 7.22]], scale_atoms=False)
         atoms.set_scaled_positions(frac)
     write_data(tmp_path / "data.lmp", atoms, ["Cu"])
-    script = SINGLE_POINT.format(boundary="p p p", newton="", model=models["cu3"], elements="Cu")
+    script = SINGLE_POINT.format(boundary="p p p", newton="", model=models["cu3"], elements="Cu", mode="")
     err = lammps_error(run_lmp(tmp_path, script))
     assert "less than the cutoff r_max = 5" in err
 

@@ -2,7 +2,7 @@
 // Python: torch.ops.mlff.<name> after mlff.ops is imported; TorchScript models
 // serialise the calls by name, and LAMMPS resolves them in this same library.
 //
-// Operator set (kOpsVersion = 4):
+// Operator set (kOpsVersion = 5):
 //   halo_exchange(Tensor x) -> Tensor     ghost rows <- owner rows (identity without exchanger)
 //   halo_reverse(Tensor g) -> Tensor      adjoint: owner rows += ghost rows, ghost rows = 0
 //   halo_set_owner_map(Tensor owner) -> ()  install an index-map exchanger (tests)
@@ -22,6 +22,9 @@
 //   edge_pair_product(Tensor a, Tensor b, Tensor ia, Tensor ib, Tensor group, int n_out) -> Tensor
 //                                         SchNet's cfconv with per-pair filters, differentiable to
 //                                         any order (src/edge_conv.cpp)
+//   schnet_filter(Tensor r, Tensor centres, float gamma, float r_max, Tensor w1, Tensor b1,
+//       Tensor w2, Tensor b2) -> Tensor   SchNet's fused filter network, first derivative in r
+//                                         only (src/schnet_filter.cpp)
 // Kernels for the models (symmetry functions, tensor products, ...) go into
 // further src/*.cpp files and are declared here.
 
@@ -69,6 +72,8 @@ TORCH_LIBRARY(mlff, m)
         "Tensor coeff_index, Tensor coeff) -> Tensor");
   m.def("edge_conv(Tensor x, Tensor w, Tensor group, Tensor src, Tensor dst, int n_out) -> Tensor");
   m.def("edge_pair_product(Tensor a, Tensor b, Tensor ia, Tensor ib, Tensor group, int n_out) -> Tensor");
+  m.def("schnet_filter(Tensor r, Tensor centres, float gamma, float r_max, Tensor w1, Tensor b1, Tensor w2, "
+        "Tensor b2) -> Tensor");
 }
 
 // CompositeImplicitAutograd: the kernel is an autograd::Function, which records
@@ -81,4 +86,5 @@ TORCH_LIBRARY_IMPL(mlff, CompositeImplicitAutograd, m)
   m.impl("tp_conv", &mlff::tp_conv);
   m.impl("edge_conv", &mlff::edge_conv);
   m.impl("edge_pair_product", &mlff::edge_pair_product);
+  m.impl("schnet_filter", &mlff::schnet_filter);
 }

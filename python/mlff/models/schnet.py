@@ -52,9 +52,13 @@ class Interaction(nn.Module):
     ``h_i = Σ_j h_j ∘ W_ij`` by mlff's C++ operator ``torch.ops.mlff.edge_conv``, which
     never builds the per-edge filter or message tensors; otherwise by PyTorch gathers and
     ``index_add_`` (the reference).
+
+    ``fused_filter`` (set on deployed copies by :meth:`SchNet.for_export`): the filter
+    network by ``torch.ops.mlff.schnet_filter``, one vectorised pass per pair that also
+    yields ``dW/dr`` and keeps no activations; first derivatives only.
     """
 
-    __constants__ = ["use_ops"]  # TorchScript constant: the branch not taken is not compiled
+    __constants__ = ["use_ops", "fused_filter"]  # TorchScript constants: the branch not taken is not compiled
 
     def __init__(self, n_features: int, n_filters: int, n_rbf: int, use_ops: bool):
         super().__init__()
@@ -63,12 +67,22 @@ class Interaction(nn.Module):
         self.f2out = nn.Linear(n_filters, n_features)
         self.dense = nn.Linear(n_features, n_features)
         self.use_ops = use_ops
+        self.fused_filter = False
 
-    def forward(self, h: torch.Tensor, rbf: torch.Tensor, fcut: torch.Tensor, edge_index: torch.Tensor,
-                group: torch.Tensor, n_out: int) -> torch.Tensor:
-        """``h = in2f(x)`` of every node ``[n, n_filters]`` → update ``v`` of the first
-        ``n_out`` nodes ``[n_out, F]`` (every edge's centre must be one of them)."""
-        w = self.filter_net(rbf) * fcut[:, None]
+    def filters(self, r: torch.Tensor, rbf: torch.Tensor, fcut: torch.Tensor, rbf_centres: torch.Tensor,
+                rbf_gamma: float, r_max: float) -> torch.Tensor:
+        """``W(r) [u, n_filters]`` for pair distances ``r [u]`` (Å)."""
+        if self.fused_filter and not r.is_cuda:
+            first, second = self.filter_net[0], self.filter_net[2]
+            return torch.ops.mlff.schnet_filter(r, rbf_centres, rbf_gamma, r_max, first.weight, first.bias,
+                                                second.weight, second.bias)
+        return self.filter_net(rbf) * fcut[:, None]
+
+    def forward(self, h: torch.Tensor, w: torch.Tensor, edge_index: torch.Tensor, group: torch.Tensor,
+                n_out: int) -> torch.Tensor:
+        """``h = in2f(x)`` of every node ``[n, n_filters]`` and the pair filters ``w`` →
+        update ``v`` of the first ``n_out`` nodes ``[n_out, F]`` (every edge's centre must
+        be one of them)."""
         if self.use_ops:
             h = torch.ops.mlff.edge_conv(h, w, group, edge_index[1], edge_index[0], n_out)
         else:
@@ -103,6 +117,7 @@ class SchNet(EnergyModel):
 
     kind = "schnet"
     accepts_n_local = True
+    __constants__ = ["fused_filter"]
 
     def __init__(self, species: list[str], r_max: float = 5.0, n_features: int = 64, n_filters: int | None = None,
                  n_interactions: int = 3, n_rbf: int = 20, implementation: str = "auto"):
@@ -115,6 +130,7 @@ class SchNet(EnergyModel):
                                               n_interactions=n_interactions, n_rbf=n_rbf,
                                               implementation=implementation))
         use_ops = implementation == "ops" or (implementation == "auto" and ops.NATIVE)
+        self.fused_filter = False
         self.n_message_passing = n_interactions
         self.embedding = nn.Embedding(len(species), n_features)
         self.rbf = GaussianRBF(n_rbf, r_max)
@@ -123,6 +139,17 @@ class SchNet(EnergyModel):
         # Zero-initialised last layer: the untrained model predicts the reference energies.
         nn.init.zeros_(self.readout[-1].weight)
         nn.init.zeros_(self.readout[-1].bias)
+
+    def for_export(self) -> nn.Module:
+        """Deployed copies (LAMMPS, ``mlff eval``, the ASE calculator) compute the filters
+        with the fused kernel ``torch.ops.mlff.schnet_filter`` when the C++ operators are
+        used: same values, about 1.2x faster in LAMMPS and far less memory traffic, but
+        no weight gradients or second derivatives (train the Python model instead)."""
+        if self.interactions[0].use_ops:
+            self.fused_filter = True
+            for block in self.interactions:
+                block.fused_filter = True
+        return self
 
     def halo_widths(self) -> list[int]:
         # the filter-space features h = in2f(x) of blocks 2..T
@@ -138,8 +165,10 @@ class SchNet(EnergyModel):
         # direction (the filter networks are most of the cost).
         representative, group = reverse_edge_groups(edge_index, edge_vec)
         r = torch.linalg.vector_norm(edge_vec.index_select(0, representative), dim=1)
-        rbf = self.rbf(r)
-        fcut = cosine_cutoff(r, self.r_max)
+        if self.fused_filter and not r.is_cuda:  # the fused kernel computes both itself
+            rbf, fcut = r, r
+        else:
+            rbf, fcut = self.rbf(r), cosine_cutoff(r, self.r_max)
         x = self.embedding(species)  # exact on ghost atoms too: no exchange before block 1
         for t, block in enumerate(self.interactions):
             if t == 0:
@@ -149,7 +178,8 @@ class SchNet(EnergyModel):
                 if m < n:
                     h = torch.cat([h, h.new_zeros(n - m, h.shape[1])])
                 h = torch.ops.mlff.halo_exchange(h)
-            x = x[:m] + block(h, rbf, fcut, edge_index, group, m)
+            w = block.filters(r, rbf, fcut, self.rbf.centres, self.rbf.gamma, self.r_max)
+            x = x[:m] + block(h, w, edge_index, group, m)
         y = self.energy_scale(self.readout(x).squeeze(-1), species[:m])
         if m < n:
             y = torch.cat([y, y.new_zeros(n - m)])

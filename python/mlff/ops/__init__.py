@@ -27,7 +27,7 @@ from typing import Iterator
 import torch
 
 LIBRARY_NAME = "libmlff_ops.so"
-OPS_VERSION = 4  # must match mlff::kOpsVersion (cpp/ops/include/mlff/ops.h)
+OPS_VERSION = 5  # must match mlff::kOpsVersion (cpp/ops/include/mlff/ops.h)
 
 
 def library_path() -> str:
@@ -71,6 +71,9 @@ def _register_fallback() -> None:
     lib.impl("edge_conv", _not_built, "CompositeImplicitAutograd")
     lib.define("edge_pair_product(Tensor a, Tensor b, Tensor ia, Tensor ib, Tensor group, int n_out) -> Tensor")
     lib.impl("edge_pair_product", _not_built, "CompositeImplicitAutograd")
+    lib.define("schnet_filter(Tensor r, Tensor centres, float gamma, float r_max, Tensor w1, Tensor b1, "
+               "Tensor w2, Tensor b2) -> Tensor")
+    lib.impl("schnet_filter", _not_built, "CompositeImplicitAutograd")
     lib.define("halo_active() -> bool")
     lib.impl("halo_active", lambda: False, "CompositeImplicitAutograd")
     lib.define("cuda_built() -> bool")

@@ -98,8 +98,16 @@ MLFF_OPS_API at::Tensor edge_conv(const at::Tensor &x, const at::Tensor &w, cons
 MLFF_OPS_API at::Tensor edge_pair_product(const at::Tensor &a, const at::Tensor &b, const at::Tensor &ia,
                                           const at::Tensor &ib, const at::Tensor &group, int64_t n_out);
 
+// SchNet's filter-generating network for pair distances r [U] (src/schnet_filter.cpp):
+// W = ssp(ssp(rbf(r) w1ᵀ + b1) w2ᵀ + b2) · f_c(r) [U, F], rbf_k = exp(−γ (r − centres_k)²),
+// cosine cutoff at r_max.  CPU, float32/float64; first derivative w.r.t. r only (deployed
+// models): weight gradients and second derivatives raise.
+MLFF_OPS_API at::Tensor schnet_filter(const at::Tensor &r, const at::Tensor &centres, double gamma, double r_max,
+                                      const at::Tensor &w1, const at::Tensor &b1, const at::Tensor &w2,
+                                      const at::Tensor &b2);
+
 // Version of the operator set; bumped when an op's schema or meaning changes.
-constexpr int64_t kOpsVersion = 4;
+constexpr int64_t kOpsVersion = 5;
 
 }    // namespace mlff
 
