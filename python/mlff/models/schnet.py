@@ -171,10 +171,8 @@ class SchNet(EnergyModel):
             rbf, fcut = self.rbf(r), cosine_cutoff(r, self.r_max)
         x = self.embedding(species)  # exact on ghost atoms too: no exchange before block 1
         for t, block in enumerate(self.interactions):
-            if t == 0:
-                h = block.in2f(x)
-            else:  # ghost rows of h are unknown here: fetch them from their owners
-                h = block.in2f(x)
+            h = block.in2f(x)
+            if t > 0:  # ghost rows of h are stale or missing here: fetch them from their owners
                 if m < n:
                     h = torch.cat([h, h.new_zeros(n - m, h.shape[1])])
                 h = torch.ops.mlff.halo_exchange(h)
