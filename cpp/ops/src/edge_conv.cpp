@@ -60,12 +60,9 @@ void gather_multiply_scatter(const S *p, const S *q, const int64_t *ip, const in
 at::Tensor product_scatter(const at::Tensor &p, const at::Tensor &q, const at::Tensor &ip, const at::Tensor &iq,
                            const at::Tensor &key, int64_t n_out)
 {
+  auto out = at::zeros({n_out, p.size(1)}, p.options());
+  if (!p.is_cpu()) return out.index_add_(0, key, at::mul(p.index_select(0, ip), q.index_select(0, iq)));
   const int64_t F = p.size(1);
-  if (!p.is_cpu()) {
-    auto out = at::zeros({n_out, F}, p.options());
-    return out.index_add_(0, key, at::mul(p.index_select(0, ip), q.index_select(0, iq)));
-  }
-  auto out = at::zeros({n_out, F}, p.options());
   auto pc = p.contiguous(), qc = q.contiguous();
   AT_DISPATCH_FLOATING_TYPES(p.scalar_type(), "mlff::edge_conv", [&] {
     gather_multiply_scatter<scalar_t>(pc.data_ptr<scalar_t>(), qc.data_ptr<scalar_t>(), ip.data_ptr<int64_t>(),
