@@ -7,7 +7,10 @@
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <vector>
 
 namespace mlff {
@@ -34,6 +37,28 @@ inline EdgeGroups group_edges(const int64_t *key, int64_t n_edges, int64_t n_nod
   std::vector<int64_t> fill(g.offset.begin(), g.offset.end() - 1);
   for (int64_t e = 0; e < n_edges; ++e) g.order[fill[key[e]]++] = e;
   return g;
+}
+
+// The per-ISA kernel build (schnet_filter_kernel.cpp, symmetry_functions_kernel.cpp) to
+// run: 2 = AVX-512 (F, BW, VL, DQ), 1 = AVX2 + FMA, 0 = baseline.  The widest this CPU
+// runs, lowered like ATen's own kernels by ATEN_CPU_CAPABILITY=default|avx2 (tests run
+// every build on one machine that way).
+inline int cpu_level()
+{
+  static const int level = [] {
+    int hw = 0;
+#if defined(__x86_64__) || defined(__i386__)
+    hw = (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
+             ? 2
+             : (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? 1 : 0;
+#endif
+    const char *cap = std::getenv("ATEN_CPU_CAPABILITY");
+    if (cap && std::strcmp(cap, "default") == 0) return 0;
+    if (cap && std::strcmp(cap, "avx2") == 0) return std::min(hw, 1);
+    return hw;
+  }();
+  return level;
 }
 
 // value + ε·tangent for every element of a contiguous CPU tensor (undefined tangent: 0)

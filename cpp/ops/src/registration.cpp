@@ -2,7 +2,7 @@
 // Python: torch.ops.mlff.<name> after mlff.ops is imported; TorchScript models
 // serialise the calls by name, and LAMMPS resolves them in this same library.
 //
-// Operator set (kOpsVersion = 5):
+// Operator set (kOpsVersion = 6):
 //   halo_exchange(Tensor x) -> Tensor     ghost rows <- owner rows (identity without exchanger)
 //   halo_reverse(Tensor g) -> Tensor      adjoint: owner rows += ghost rows, ghost rows = 0
 //   halo_set_owner_map(Tensor owner) -> ()  install an index-map exchanger (tests)
@@ -11,6 +11,7 @@
 //   select_device_index(int node_local_rank, int device_count) -> int
 //   ops_version() -> int
 //   cuda_built() -> bool                  whether the CUDA kernels (cuda/) are in this library
+//   cpu_kernel_level() -> int             the per-ISA CPU kernel build in use: 2 AVX-512, 1 AVX2, 0 baseline
 //   symmetry_functions(Tensor edge_vec, Tensor centre, Tensor neighbour_species, int n_atoms,
 //       int n_species, Tensor radial, Tensor angular, float r_c, int cutoff, float gamma) -> Tensor
 //                                         G2/G4/G5 [n_atoms, F], differentiable twice (src/symmetry_functions.cpp)
@@ -29,6 +30,8 @@
 // further src/*.cpp files and are declared here.
 
 #include "mlff/ops.h"
+
+#include "kernel_util.h"
 
 #include <torch/library.h>
 
@@ -51,6 +54,10 @@ bool cuda_built()
   return false;
 #endif
 }
+int64_t cpu_kernel_level()
+{
+  return mlff::cpu_level();
+}
 }    // namespace
 
 TORCH_LIBRARY(mlff, m)
@@ -66,6 +73,7 @@ TORCH_LIBRARY(mlff, m)
         &mlff::select_device_index);
   m.def("ops_version() -> int", &ops_version);
   m.def("cuda_built() -> bool", &cuda_built);
+  m.def("cpu_kernel_level() -> int", &cpu_kernel_level);
   m.def("symmetry_functions(Tensor edge_vec, Tensor centre, Tensor neighbour_species, int n_atoms, int n_species, "
         "Tensor radial, Tensor angular, float r_c, int cutoff, float gamma) -> Tensor");
   m.def("tp_conv(Tensor h, Tensor sh, Tensor weight, Tensor centre, Tensor neighbour, int n_nodes, Tensor paths, "

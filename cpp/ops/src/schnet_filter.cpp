@@ -5,6 +5,7 @@
 // is ∂L/∂r = Σ_f ∂L/∂W_f · dW_f/dr, with no stored activations: what a force call needs.
 // Gradients w.r.t. the weights (training) and second derivatives w.r.t. r (Hessians)
 // are not provided and raise; the PyTorch path of mlff.models.schnet has them.
+#include "kernel_util.h"
 #include "schnet_filter_kernel.h"
 
 #include "mlff/ops.h"
@@ -19,20 +20,6 @@ namespace {
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
-
-// the widest kernel build this CPU runs: 2 = AVX-512 (F, BW, VL, DQ), 1 = AVX2 + FMA, 0 = baseline
-int cpu_level()
-{
-#if defined(__x86_64__) || defined(__i386__)
-  static const int level = (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
-                               ? 2
-                               : (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? 1 : 0;
-  return level;
-#else
-  return 0;
-#endif
-}
 
 // ∂L/∂r = Σ_f g_f dW_f/dr; differentiating it once more would need d²W/dr².  r is an
 // input only so that, under create_graph, the result always has this node as grad_fn

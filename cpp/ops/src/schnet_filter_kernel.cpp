@@ -21,7 +21,7 @@
 
 #include <algorithm>
 #include <cmath>
-#include <vector>
+#include <memory>
 
 #define MLFF_CONCAT2(a, b) a##b
 #define MLFF_CONCAT(a, b) MLFF_CONCAT2(a, b)
@@ -77,13 +77,15 @@ void run(const SchnetFilterProblem &p)
   constexpr int64_t B = 256;
   const int64_t n_chunks = (U + B - 1) / B;
   at::parallel_for(0, n_chunks, 1, [&](int64_t c_begin, int64_t c_end) {
-    std::vector<S> x(2 * B * K), h(2 * B * F), a(2 * B * F);
+    // raw buffers, not std::vector: the out-of-line code of a standard container could be
+    // shared between the per-ISA builds by the linker
+    std::unique_ptr<S[]> x(new S[2 * B * K]), h(new S[2 * B * F]), a(new S[2 * B * F]);
     for (int64_t c = c_begin; c < c_end; ++c) {
       const int64_t u0 = c * B, n = std::min(B, U - u0), rows = tangent ? 2 * n : n;
       // Gaussians and their r-derivatives
       for (int64_t i = 0; i < n; ++i) {
         const Vec ru(r[u0 + i]), mg(-gamma), m2g(S(-2) * gamma);
-        S *xv = x.data() + i * K, *xt = x.data() + (n + i) * K;
+        S *xv = x.get() + i * K, *xt = x.get() + (n + i) * K;
         rowwise<S>(K, [&](int64_t k, int64_t cnt) {
           const Vec d = ru - Vec::loadu(mu + k, cnt);
           const Vec e = (mg * d * d).exp();
@@ -91,14 +93,14 @@ void run(const SchnetFilterProblem &p)
           if (tangent) (m2g * d * e).store(xt + k, cnt);
         });
       }
-      at::Tensor X = at::from_blob(x.data(), {rows, K}, opts);
-      at::Tensor H = at::from_blob(h.data(), {rows, F}, opts);
-      at::Tensor A = at::from_blob(a.data(), {rows, F}, opts);
+      at::Tensor X = at::from_blob(x.get(), {rows, K}, opts);
+      at::Tensor H = at::from_blob(h.get(), {rows, F}, opts);
+      at::Tensor A = at::from_blob(a.get(), {rows, F}, opts);
       at::mm_out(H, X, w1t);
       // layer 1 activation: a = ssp(h + b1), tangent σ(h + b1)·t
       for (int64_t i = 0; i < n; ++i) {
-        const S *hv = h.data() + i * F, *ht = h.data() + (n + i) * F;
-        S *av = a.data() + i * F, *at_ = a.data() + (n + i) * F;
+        const S *hv = h.get() + i * F, *ht = h.get() + (n + i) * F;
+        S *av = a.get() + i * F, *at_ = a.get() + (n + i) * F;
         rowwise<S>(F, [&](int64_t f, int64_t cnt) {
           Vec act, sig;
           ssp_and_sigmoid(Vec::loadu(hv + f, cnt) + Vec::loadu(b1 + f, cnt), act, sig);
@@ -115,7 +117,7 @@ void run(const SchnetFilterProblem &p)
         const bool inside = ru < r_max;    // beyond: f_c = f_c' = 0 (the reference's torch.where)
         const Vec fc(inside ? S(0.5) * (std::cos(ru * k_cut) + S(1)) : S(0));
         const Vec dfc(inside ? S(-0.5) * k_cut * std::sin(ru * k_cut) : S(0));
-        const S *hv = h.data() + i * F, *ht = h.data() + (n + i) * F;
+        const S *hv = h.get() + i * F, *ht = h.get() + (n + i) * F;
         rowwise<S>(F, [&](int64_t f, int64_t cnt) {
           Vec act, sig;
           ssp_and_sigmoid(Vec::loadu(hv + f, cnt) + Vec::loadu(b2 + f, cnt), act, sig);

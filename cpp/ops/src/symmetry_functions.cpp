@@ -15,8 +15,10 @@
 //   backward  Jᵀg   = Σ g·∂G/∂v            [E, 3]   forces
 //   jvp       J u                          [N, F]   double backward, w.r.t. g (force training)
 //   hvp       H_g u = ∂(Jᵀg)/∂v · u        [E, 3]   double backward, w.r.t. v
-// forward/backward are templates over the value type; jvp and hvp are the same templates
-// run on dual numbers (mlff/dual.h) with the tangent u.  Work is split over centre atoms
+// forward and backward are written here as scalar templates over the value type; on
+// float/double they run in their vectorised form (symmetry_functions_kernel.cpp, one build
+// per instruction set, picked at run time), and jvp and hvp are these templates run on dual
+// numbers (mlff/dual.h) with the tangent u.  Work is split over centre atoms
 // (at::parallel_for); each atom writes only its own output row and its own edges, so
 // there are no races and the result does not depend on the thread count.
 //
@@ -24,6 +26,7 @@
 // triplet and unique (λ, ζ); integer exponents use multiplication.  With only G4 functions,
 // triplets with r_jk ≥ r_c are skipped (their f_c(r_jk) = 0).
 #include "kernel_util.h"
+#include "symmetry_functions_kernel.h"
 #include "mlff/ops.h"
 
 #include <ATen/Dispatch.h>
@@ -136,6 +139,58 @@ Spec make_spec(const at::Tensor &radial, const at::Tensor &angular, int64_t n_at
 }
 
 using Csr = EdgeGroups;
+
+// Raw views of a Spec for the vectorised kernels (valid while `s` lives)
+SfTables tables(const Spec &s)
+{
+  SfTables t;
+  t.n_species = s.n_species;
+  t.R = s.R;
+  t.A = s.A;
+  t.F = s.F;
+  t.n_eta = static_cast<int64_t>(s.eta.size());
+  t.n_lz = static_cast<int64_t>(s.lambda.size());
+  t.r_c = s.r_c;
+  t.gamma = s.gamma;
+  t.cutoff = s.cutoff;
+  t.gamma_int = s.gamma_int;
+  t.rad_eta = s.rad_eta.data();
+  t.rad_rs = s.rad_rs.data();
+  t.kind = s.kind.data();
+  t.eta_of = s.eta_of.data();
+  t.lz_of = s.lz_of.data();
+  t.eta = s.eta.data();
+  t.lambda = s.lambda.data();
+  t.zeta = s.zeta.data();
+  t.prefactor = s.prefactor.data();
+  t.zeta_int = s.zeta_int.data();
+  t.has_g4 = s.has_g4;
+  t.has_g5 = s.has_g5;
+  t.eta_progression = s.eta_progression;
+  t.eta_step = s.eta_step;
+  return t;
+}
+
+// forward (grad undefined) or backward by the widest vectorised build this CPU runs
+void run_vectorised(const Spec &s, const Csr &g, const at::Tensor &vec, const at::Tensor &species,
+                    const at::Tensor &grad, at::Tensor &out)
+{
+  SfProblem p;
+  p.t = tables(s);
+  p.n_atoms = s.n_atoms;
+  p.offset = g.offset.data();
+  p.order = g.order.data();
+  p.nbr_species = species.data_ptr<int64_t>();
+  p.is_double = vec.scalar_type() == at::kDouble;
+  p.vec = vec.data_ptr();
+  p.grad = grad.defined() ? grad.data_ptr() : nullptr;
+  p.out = out.data_ptr();
+  switch (cpu_level()) {
+    case 2: symmetry_functions_cpu_avx512(p); break;
+    case 1: symmetry_functions_cpu_avx2(p); break;
+    default: symmetry_functions_cpu_default(p);
+  }
+}
 
 Csr group_by_centre(const at::Tensor &centre, const at::Tensor &nbr_species, const Spec &s)
 {
@@ -469,12 +524,7 @@ at::Tensor sf_forward(const Inputs &in, const Args &args)
   const Spec s = args.spec();
   const Csr g = group_by_centre(in.centre, in.species, s);
   auto out = at::zeros({s.n_atoms, s.F}, in.vec.options());
-  AT_DISPATCH_FLOATING_TYPES(in.vec.scalar_type(), "mlff_sf_forward", [&] {
-    at::parallel_for(0, s.n_atoms, kGrain, [&](int64_t b, int64_t e) {
-      forward_rows<scalar_t, scalar_t>(s, g, in.vec.data_ptr<scalar_t>(), in.species.data_ptr<int64_t>(),
-                                       out.data_ptr<scalar_t>(), b, e);
-    });
-  });
+  run_vectorised(s, g, in.vec, in.species, at::Tensor(), out);
   return out;
 }
 
@@ -487,12 +537,7 @@ at::Tensor sf_backward(const at::Tensor &grad, const Inputs &in, const Args &arg
   TORCH_CHECK(gg.dim() == 2 && gg.size(0) == s.n_atoms && gg.size(1) == s.F, "mlff::symmetry_functions: gradient must be [",
               s.n_atoms, ", ", s.F, "], got ", gg.sizes());
   auto out = at::zeros_like(in.vec);
-  AT_DISPATCH_FLOATING_TYPES(in.vec.scalar_type(), "mlff_sf_backward", [&] {
-    at::parallel_for(0, s.n_atoms, kGrain, [&](int64_t b, int64_t e) {
-      backward_rows<scalar_t, scalar_t>(s, g, in.vec.data_ptr<scalar_t>(), in.species.data_ptr<int64_t>(),
-                                        gg.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), b, e);
-    });
-  });
+  run_vectorised(s, g, in.vec, in.species, gg, out);
   return out;
 }
 

@@ -27,7 +27,7 @@ from typing import Iterator
 import torch
 
 LIBRARY_NAME = "libmlff_ops.so"
-OPS_VERSION = 5  # must match mlff::kOpsVersion (cpp/ops/include/mlff/ops.h)
+OPS_VERSION = 6  # must match mlff::kOpsVersion (cpp/ops/include/mlff/ops.h)
 
 
 def library_path() -> str:
@@ -78,6 +78,8 @@ def _register_fallback() -> None:
     lib.impl("halo_active", lambda: False, "CompositeImplicitAutograd")
     lib.define("cuda_built() -> bool")
     lib.impl("cuda_built", lambda: False, "CompositeImplicitAutograd")
+    lib.define("cpu_kernel_level() -> int")
+    lib.impl("cpu_kernel_level", _not_built, "CompositeImplicitAutograd")
     _fallback_lib = lib
 
 
@@ -119,6 +121,14 @@ def cuda_built() -> bool:
     return bool(torch.ops.mlff.cuda_built())
 
 
+def cpu_kernel_level() -> int:
+    """Which per-instruction-set build of the vectorised CPU kernels runs: 2 = AVX-512,
+    1 = AVX2 + FMA, 0 = baseline. The widest the CPU supports, lowered by the environment
+    variable ``ATEN_CPU_CAPABILITY=default|avx2`` (read once, as ATen does)."""
+    _require_native("cpu_kernel_level")
+    return int(torch.ops.mlff.cpu_kernel_level())
+
+
 def select_device_index(node_local_rank: int, device_count: int) -> int:
     """The CUDA device the LAMMPS plugin gives a rank: ``node_local_rank % device_count``,
     or -1 without devices (same C++ function the plugin calls)."""
@@ -148,4 +158,4 @@ def owner_map_exchange(owner: torch.Tensor) -> Iterator[None]:
         torch.ops.mlff.halo_clear()
 
 
-__all__ = ["NATIVE", "WHERE", "cuda_built", "halo_exchange", "library_path", "owner_map_exchange", "select_device_index"]
+__all__ = ["NATIVE", "WHERE", "cpu_kernel_level", "cuda_built", "halo_exchange", "library_path", "owner_map_exchange", "select_device_index"]

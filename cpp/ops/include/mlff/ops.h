@@ -107,7 +107,7 @@ MLFF_OPS_API at::Tensor schnet_filter(const at::Tensor &r, const at::Tensor &cen
                                       const at::Tensor &b2);
 
 // Version of the operator set; bumped when an op's schema or meaning changes.
-constexpr int64_t kOpsVersion = 5;
+constexpr int64_t kOpsVersion = 6;
 
 }    // namespace mlff
 
