@@ -14,7 +14,7 @@ import yaml
 from ase.calculators.calculator import PropertyNotImplementedError
 from e3nn import o3
 
-from conftest import assert_forces_are_minus_gradient, same_species_permutation
+from conftest import assert_forces_are_minus_gradient, same_species_permutation, sheared_cu
 from mlff.calculator import MLFFCalculator, predict
 from mlff.cli import main as mlff
 from mlff.data.molecules import molecule
@@ -176,6 +176,43 @@ def test_checkpoint_round_trip_is_exact(name, tmp_path):
     assert torch.equal(model(g.species, g.edge_index, g.edge_vec()), clone(g.species, g.edge_index, g.edge_vec()))
     for (k1, v1), (k2, v2) in zip(model.state_dict().items(), clone.state_dict().items()):
         assert k1 == k2 and torch.equal(v1, v2)
+
+
+@pytest.mark.parametrize("name", SMALL)
+def test_radial_networks_once_per_pair_equal_once_per_edge(name, models, monkeypatch):
+    """The radial MLPs run once per atom pair (``radial_per_pair``); with one per edge instead,
+    outputs and forces are the same (periodic Cu with images of each atom in its own
+    neighbour list, and toluene)."""
+    import mlff.models.nequip
+    import mlff.models.se3_transformer
+    import mlff.models.tfn
+
+    model = models[name]
+    cu = sheared_cu(1, 0.3, -0.2, 0.1, seed=2)
+    cu.set_chemical_symbols(["C", "H"] * (len(cu) // 2))
+    results, calls = [], []
+    for per_pair in (True, False):
+        if not per_pair:
+            def per_edge(edge_index, edge_vec, radial):
+                calls.append(radial.shape[0])
+                return radial, torch.arange(radial.shape[0], device=radial.device)
+            for module in (mlff.models.nequip, mlff.models.tfn, mlff.models.se3_transformer):
+                monkeypatch.setattr(module, "radial_per_pair", per_edge)
+        out = []
+        for atoms in (cu, molecule("toluene")):
+            g = atoms_to_graph(atoms, model.species, model.r_max)
+            vec = g.edge_vec().requires_grad_(True)
+            y = model(g.species, g.edge_index, vec)
+            (grad,) = torch.autograd.grad((y * torch.linspace(0.5, 1.5, y.numel()).reshape(y.shape)).sum(), vec)
+            forces = torch.zeros(len(atoms), 3, dtype=grad.dtype).index_add_(0, g.edge_index[0], grad)
+            forces.index_add_(0, g.edge_index[1], -grad)
+            out.append((y.detach(), forces))
+        results.append(out)
+    assert len(calls) == 2  # the per-edge variant ran
+    for (y1, f1), (y2, f2) in zip(*results):
+        assert f1.abs().max() > 1e-3
+        torch.testing.assert_close(y1, y2, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(f1, f2, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", SMALL)

@@ -52,7 +52,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from .equivariant import (EdgeEmbedding, EquivariantModel, NormActivation, RadialMLP, float64_construction,
-                          irreps_up_to, scatter_sum, vector_from_l1)
+                          irreps_up_to, radial_per_pair, scatter_sum, vector_from_l1)
 
 
 def uvw_paths(irreps_in: o3.Irreps, irreps_sh: o3.Irreps, irreps_out: o3.Irreps) -> list[tuple[int, int, int, str, bool]]:
@@ -167,10 +167,10 @@ class SE3AttentionLayer(nn.Module):
         return torch.cat(outs, dim=1)
 
     def forward(self, f: torch.Tensor, sh: torch.Tensor, radial: torch.Tensor, cutoff: torch.Tensor,
-                edge_index: torch.Tensor) -> torch.Tensor:
+                edge_index: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
         n = f.shape[0]
         centre, neighbour = edge_index[0], edge_index[1]
-        w = self.radial(radial)
+        w = self.radial(radial).index_select(0, group)  # radial per atom pair, gathered per edge
         f_j = f.index_select(0, neighbour)
         v = self.value_tp(f_j, sh, w.narrow(1, 0, self.n_value_weights))
         k = self.key_tp(f_j, sh, w.narrow(1, self.n_value_weights, w.shape[1] - self.n_value_weights))
@@ -243,11 +243,12 @@ class SE3Transformer(EquivariantModel):
 
     def forward(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor) -> torch.Tensor:
         sh, radial, cutoff, _ = self.edge_embedding(edge_vec)
+        radial, group = radial_per_pair(edge_index, edge_vec, radial)  # radial MLPs once per atom pair
         f = self.one_hot(species, edge_vec.dtype)  # exact on ghost atoms: no exchange before layer 1
         for t, layer in enumerate(self.layers):
             if t > 0:  # ghost rows are stale after a layer: refresh them from their owners
                 f = torch.ops.mlff.halo_exchange(f)
-            f = layer(f, sh, radial, cutoff, edge_index)
+            f = layer(f, sh, radial, cutoff, edge_index, group)
         if self.direct_forces:
             return self.energy_scale.scale * vector_from_l1(f)
         return self.energy_scale(f.squeeze(-1), species)

@@ -37,7 +37,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from .equivariant import (EdgeConvolution, EdgeEmbedding, EquivariantModel, NormActivation, float64_construction,
-                          irreps_up_to, vector_from_l1)
+                          irreps_up_to, radial_per_pair, vector_from_l1)
 
 
 class TFNBlock(nn.Module):
@@ -53,8 +53,9 @@ class TFNBlock(nn.Module):
         self.nonlinearity = nn.Identity() if last else NormActivation(self.irreps_out)
 
     def forward(self, x: torch.Tensor, sh: torch.Tensor, radial: torch.Tensor, edge_index: torch.Tensor,
-                inv_sqrt_neighbors: torch.Tensor) -> torch.Tensor:
-        return self.nonlinearity(self.self_interaction(self.conv(x, sh, radial, edge_index) * inv_sqrt_neighbors))
+                group: torch.Tensor, inv_sqrt_neighbors: torch.Tensor) -> torch.Tensor:
+        m = self.conv(x, sh, radial, edge_index, group)
+        return self.nonlinearity(self.self_interaction(m * inv_sqrt_neighbors))
 
 
 class TFNDirectForce(EquivariantModel):
@@ -108,10 +109,11 @@ class TFNDirectForce(EquivariantModel):
 
     def forward(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor) -> torch.Tensor:
         sh, radial, _, _ = self.edge_embedding(edge_vec)
+        radial, group = radial_per_pair(edge_index, edge_vec, radial)  # radial MLPs once per atom pair
         inv_sqrt_neighbors = self.avg_num_neighbors.rsqrt()
         x = self.embedding(self.one_hot(species, edge_vec.dtype))  # exact on ghosts: no exchange before block 1
         for t, block in enumerate(self.blocks):
             if t > 0:  # ghost rows are stale after a block: refresh them from their owners
                 x = torch.ops.mlff.halo_exchange(x)
-            x = block(x, sh, radial, edge_index, inv_sqrt_neighbors)
+            x = block(x, sh, radial, edge_index, group, inv_sqrt_neighbors)
         return self.energy_scale.scale * vector_from_l1(x)
