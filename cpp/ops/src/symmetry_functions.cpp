@@ -171,7 +171,7 @@ SfTables tables(const Spec &s)
   return t;
 }
 
-// forward (grad undefined) or backward by the widest vectorised build this CPU runs
+// forward (grad undefined) or backward by the vectorised build cpu_level() picks
 void run_vectorised(const Spec &s, const Csr &g, const at::Tensor &vec, const at::Tensor &species,
                     const at::Tensor &grad, at::Tensor &out)
 {
