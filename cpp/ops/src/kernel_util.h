@@ -1,4 +1,5 @@
-// Helpers shared by the CPU kernels (symmetry_functions.cpp, tensor_product.cpp).
+// Helpers shared by the CPU operators (symmetry_functions.cpp, tensor_product.cpp,
+// edge_conv.cpp, schnet_filter.cpp).
 #ifndef MLFF_KERNEL_UTIL_H
 #define MLFF_KERNEL_UTIL_H
 
@@ -59,6 +60,17 @@ inline int cpu_level()
     return hw;
   }();
   return level;
+}
+
+// Runs the build of a per-ISA kernel that cpu_level() picks.
+template <typename P>
+void run_per_isa(const P &problem, void (*avx512)(const P &), void (*avx2)(const P &), void (*baseline)(const P &))
+{
+  switch (cpu_level()) {
+    case 2: avx512(problem); break;
+    case 1: avx2(problem); break;
+    default: baseline(problem);
+  }
 }
 
 // value + ε·tangent for every element of a contiguous CPU tensor (undefined tangent: 0)

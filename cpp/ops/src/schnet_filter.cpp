@@ -63,11 +63,7 @@ struct FilterFn : public torch::autograd::Function<FilterFn> {
     p.out = out.data_ptr();
     p.out_dr = out_dr.defined() ? out_dr.data_ptr() : nullptr;
     if (U > 0) {
-      switch (cpu_level()) {
-        case 2: schnet_filter_cpu_avx512(p); break;
-        case 1: schnet_filter_cpu_avx2(p); break;
-        default: schnet_filter_cpu_default(p);
-      }
+      run_per_isa(p, schnet_filter_cpu_avx512, schnet_filter_cpu_avx2, schnet_filter_cpu_default);
     }
     ctx->save_for_backward({out_dr, r});
     return out;

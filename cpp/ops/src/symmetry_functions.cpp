@@ -185,11 +185,7 @@ void run_vectorised(const Spec &s, const Csr &g, const at::Tensor &vec, const at
   p.vec = vec.data_ptr();
   p.grad = grad.defined() ? grad.data_ptr() : nullptr;
   p.out = out.data_ptr();
-  switch (cpu_level()) {
-    case 2: symmetry_functions_cpu_avx512(p); break;
-    case 1: symmetry_functions_cpu_avx2(p); break;
-    default: symmetry_functions_cpu_default(p);
-  }
+  run_per_isa(p, symmetry_functions_cpu_avx512, symmetry_functions_cpu_avx2, symmetry_functions_cpu_default);
 }
 
 Csr group_by_centre(const at::Tensor &centre, const at::Tensor &nbr_species, const Spec &s)

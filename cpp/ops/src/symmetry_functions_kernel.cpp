@@ -49,25 +49,15 @@ inline S hsum(const Vectorized<S> &v)
   return s;
 }
 
+// x^n for an integer n ≥ 0, on scalars and vectors.  The same as mlff::ipow (mlff/dual.h),
+// kept local so that no instantiation with external linkage is compiled for this ISA.
 template <typename V>
-inline V ipow(V x, int n)    // n ≥ 0
+inline V ipow(V x, int n)
 {
   V r(1);
   while (n > 0) {
     if (n & 1) r = r * x;
     x = x * x;
-    n >>= 1;
-  }
-  return r;
-}
-
-template <typename S>
-inline S ipow_scalar(S x, int n)
-{
-  S r(1);
-  while (n > 0) {
-    if (n & 1) r *= x;
-    x *= x;
     n >>= 1;
   }
   return r;
@@ -83,7 +73,7 @@ inline void cutoff_scalar(const SfTables &t, S r, S &fc, S &dfc)
     dfc = S(-0.5) * k * std::sin(r * k);
   } else {
     const S g = static_cast<S>(t.gamma), x = r / static_cast<S>(t.r_c);
-    const S xg1 = t.gamma_int >= 1 ? ipow_scalar(x, t.gamma_int - 1) : std::pow(x, g - S(1));
+    const S xg1 = t.gamma_int >= 1 ? ipow(x, t.gamma_int - 1) : std::pow(x, g - S(1));
     const S xg = xg1 * x;
     fc = S(1) + g * xg * x - (g + S(1)) * xg;
     dfc = (g * (g + S(1)) / static_cast<S>(t.r_c)) * (xg - xg1);
@@ -139,20 +129,22 @@ struct Centre {
   S *x, *y, *z, *r, *fc, *dfc, *gauss, *gx, *gy, *gz;    // gauss[k·cap + m] = exp(−η_k r_m²)
   int64_t *edge, *segment;    // segment[s] .. segment[s+1]: the neighbours of species s
 
-  void reserve(int64_t max_degree, const SfTables &t)
+  // buffers for the centres begin..end-1
+  Centre(const SfProblem &p, int64_t begin, int64_t end)
   {
+    const SfTables &t = p.t;
+    int64_t max_degree = 0;
+    for (int64_t i = begin; i < end; ++i) max_degree = std::max(max_degree, p.offset[i + 1] - p.offset[i]);
     n_eta = t.n_eta;
-    const int64_t need = (max_degree + W - 1) / W * W + W;
-    if (need <= cap) return;
-    cap = need;
+    cap = (max_degree + W - 1) / W * W + W;
     buf.reset(new S[cap * (9 + n_eta)]);
     ibuf.reset(new int64_t[cap + t.n_species + 1]);
-    S *p = buf.get();
+    S *next = buf.get();
     for (S **a : {&x, &y, &z, &r, &fc, &dfc, &gx, &gy, &gz}) {
-      *a = p;
-      p += cap;
+      *a = next;
+      next += cap;
     }
-    gauss = p;
+    gauss = next;
     edge = ibuf.get();
     segment = edge + cap;
   }
@@ -289,10 +281,7 @@ void forward_rows(const SfProblem &p, int64_t begin, int64_t end)
   const S *vec = static_cast<const S *>(p.vec);
   S *out = static_cast<S *>(p.out);
   const int64_t n_pairs = t.n_species * (t.n_species + 1) / 2;
-  int64_t max_degree = 0;
-  for (int64_t i = begin; i < end; ++i) max_degree = std::max(max_degree, p.offset[i + 1] - p.offset[i]);
-  Centre<S> C;
-  C.reserve(max_degree, t);
+  Centre<S> C(p, begin, end);
   TripletScratch<S> ts(t);
   std::unique_ptr<Vec[]> acc(new Vec[std::max<int64_t>(1, n_pairs * t.A)]);
   for (int64_t i = begin; i < end; ++i) {
@@ -348,10 +337,7 @@ void backward_rows(const SfProblem &p, int64_t begin, int64_t end)
   const S *vec = static_cast<const S *>(p.vec);
   const S *grad = static_cast<const S *>(p.grad);
   S *gvec = static_cast<S *>(p.out);
-  int64_t max_degree = 0;
-  for (int64_t i = begin; i < end; ++i) max_degree = std::max(max_degree, p.offset[i + 1] - p.offset[i]);
-  Centre<S> C;
-  C.reserve(max_degree, t);
+  Centre<S> C(p, begin, end);
   TripletScratch<S> ts(t);
   const Vec two(S(2));
   for (int64_t i = begin; i < end; ++i) {
