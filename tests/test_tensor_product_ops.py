@@ -1,6 +1,8 @@
-"""torch.ops.mlff.tp_conv (cpp/ops/src/tensor_product.cpp) against e3nn: the fused
-gather + uvu Clebsch–Gordan tensor product + scatter, its first and second derivatives,
-and the NequIP / TFN models built on either implementation."""
+"""torch.ops.mlff.tp_conv (cpp/ops/src/tensor_product.cpp) and torch.ops.mlff.tp_uvw
+(cpp/ops/src/tensor_product_uvw.cpp) against e3nn: the fused gather + uvu Clebsch–Gordan
+tensor product + scatter, the fully connected uvw product per edge with per-pair weights,
+their first and second derivatives, and the NequIP / TFN / SE(3)-Transformer models built
+on either implementation."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from mlff.data.molecules import molecule
 from mlff.graph import atoms_to_graph, collate
 from mlff.models import build_model
 from mlff.models.equivariant import float64_construction, tensor_product_paths, tensor_product_tables
+from mlff.models.se3_transformer import uvw_paths
 from mlff.train.trainer import energy_and_forces
 
 pytestmark = pytest.mark.skipif(not ops.NATIVE, reason=f"C++ operators not built: {ops.WHERE}")
@@ -101,9 +104,91 @@ def test_bad_edge_index_raises():
         kernel(tp, h, sh, w, bad)
 
 
+def uvw_case(irreps_in: str, l_max_sh: int, irreps_out: str, n_nodes=7, n_pairs=15, seed=0):
+    """An e3nn uvw tensor product, its tables and random float64 inputs: node features,
+    per-edge harmonics, per-pair weights, and neighbour / pair index per edge (every pair
+    used by one or two edges, as for ``reverse_edge_groups``)."""
+    with float64_construction():
+        irreps_in, irreps_out = o3.Irreps(irreps_in), o3.Irreps(irreps_out)
+        irreps_sh = o3.Irreps.spherical_harmonics(l_max_sh)
+        tp = o3.TensorProduct(irreps_in, irreps_sh, irreps_out, uvw_paths(irreps_in, irreps_sh, irreps_out),
+                              shared_weights=False, internal_weights=False)
+    gen = torch.Generator().manual_seed(seed)
+    group = torch.cat([torch.arange(n_pairs), torch.arange(0, n_pairs, 2)])
+    n_edges = group.shape[0]
+    h = torch.randn(n_nodes, irreps_in.dim, dtype=torch.float64, generator=gen)
+    sh = torch.randn(n_edges, irreps_sh.dim, dtype=torch.float64, generator=gen)
+    w = torch.randn(n_pairs, tp.weight_numel, dtype=torch.float64, generator=gen)
+    neighbour = torch.randint(0, n_nodes, (n_edges,), generator=gen)
+    return tp, h, sh, w, neighbour, group
+
+
+def uvw_reference(tp, h, sh, w, neighbour, group):
+    return tp(h.index_select(0, neighbour), sh, w.index_select(0, group))
+
+
+def uvw_kernel(tp, h, sh, w, neighbour, group):
+    return torch.ops.mlff.tp_uvw(h, sh, w, neighbour, group, *tensor_product_tables(tp), tp.irreps_out.dim)
+
+
+UVW_CASES = {
+    "se3-l2": ("4x0e+3x1o+2x2e", 4, "5x0e+4x1o+3x2e"),   # several inputs per output block
+    "species-in": ("3x0e", 2, "4x0e+2x1o+2x2e"),
+    "l3-odd-parity": ("2x0e+2x1o+1x1e+2x2e+1x3o", 3, "1x0o+2x1o+1x1e+2x2e+1x2o+1x3e"),
+}
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("case", list(UVW_CASES))
+def test_uvw_kernel_matches_e3nn(case, dtype):
+    tp, h, sh, w, neighbour, group = uvw_case(*UVW_CASES[case])
+    tp = tp.to(dtype)
+    h, sh, w = (t.to(dtype) for t in (h, sh, w))
+    ref = uvw_reference(tp, h, sh, w, neighbour, group)
+    got = uvw_kernel(tp, h, sh, w, neighbour, group)
+    assert got.dtype == dtype and got.shape == ref.shape and ref.abs().max() > 1.0
+    torch.testing.assert_close(got, ref, **TOL[dtype])
+    g = torch.randn(ref.shape, dtype=dtype, generator=torch.Generator().manual_seed(1))
+    grads = []
+    for f in (uvw_reference, uvw_kernel):
+        inputs = [t.clone().requires_grad_(True) for t in (h, sh, w)]
+        grads.append(torch.autograd.grad((f(tp, *inputs, neighbour, group) * g).sum(), inputs))
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, **TOL[dtype])
+
+
+def test_uvw_gradcheck_and_gradgradcheck():
+    tp, h, sh, w, neighbour, group = uvw_case("2x0e+2x1o+1x2e", 2, "2x0e+2x1o+1x2e", n_nodes=4, n_pairs=5)
+    tables = tensor_product_tables(tp)
+
+    def f(h, sh, w):
+        return torch.ops.mlff.tp_uvw(h, sh, w, neighbour, group, *tables, tp.irreps_out.dim)
+
+    inputs = [t.clone().requires_grad_(True) for t in (h, sh, w)]
+    assert torch.autograd.gradcheck(f, inputs)
+    assert torch.autograd.gradgradcheck(f, inputs)
+
+
+def test_uvw_bad_input_raises():
+    tp, h, sh, w, neighbour, group = uvw_case("2x0e+2x1o", 1, "2x0e+2x1o", n_nodes=4, n_pairs=5)
+    bad = group.clone()
+    bad[0] = 5
+    with pytest.raises(RuntimeError, match="weight row 5"):
+        uvw_kernel(tp, h, sh, w, neighbour, bad)
+    with pytest.raises(RuntimeError, match="outside the feature, output or weight layout"):
+        torch.ops.mlff.tp_uvw(h, sh, w[:, :-1], neighbour, group, *tensor_product_tables(tp), tp.irreps_out.dim)
+    with pytest.raises(ValueError, match="one connection mode"):
+        with float64_construction():
+            mixed = o3.TensorProduct("2x0e", "1x0e", "2x0e", [(0, 0, 0, "uvu", True), (0, 0, 0, "uvw", True)],
+                                     shared_weights=False, internal_weights=False)
+        tensor_product_tables(mixed)
+
+
 MODELS = {
     "nequip": dict(n_features=8, l_max=2, n_interactions=2, n_basis=6, radial_hidden=16),
     "tfn_dfp": dict(n_features=6, l_max=2, n_layers=2, n_basis=6, radial_hidden=16),
+    "se3_transformer": dict(n_features=4, l_max=2, n_layers=2, n_heads=2, head_features=2, n_basis=6,
+                            radial_hidden=16, si_hidden=8),
 }
 
 

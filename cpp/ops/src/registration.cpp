@@ -2,7 +2,7 @@
 // Python: torch.ops.mlff.<name> after mlff.ops is imported; TorchScript models
 // serialise the calls by name, and LAMMPS resolves them in this same library.
 //
-// Operator set (kOpsVersion = 6):
+// Operator set (kOpsVersion = 7):
 //   halo_exchange(Tensor x) -> Tensor     ghost rows <- owner rows (identity without exchanger)
 //   halo_reverse(Tensor g) -> Tensor      adjoint: owner rows += ghost rows, ghost rows = 0
 //   halo_set_owner_map(Tensor owner) -> ()  install an index-map exchanger (tests)
@@ -19,6 +19,10 @@
 //       Tensor paths, Tensor coeff_index, Tensor coeff) -> Tensor
 //                                         uvu CG tensor-product convolution, gather + scatter fused,
 //                                         differentiable twice (src/tensor_product.cpp)
+//   tp_uvw(Tensor h, Tensor sh, Tensor weight, Tensor neighbour, Tensor group, Tensor paths,
+//       Tensor coeff_index, Tensor coeff, int dim_out) -> Tensor
+//                                         fully connected CG tensor product per edge, per-pair
+//                                         weights, differentiable twice (src/tensor_product_uvw.cpp)
 //   edge_conv(Tensor x, Tensor w, Tensor group, Tensor src, Tensor dst, int n_out) -> Tensor
 //   edge_pair_product(Tensor a, Tensor b, Tensor ia, Tensor ib, Tensor group, int n_out) -> Tensor
 //                                         SchNet's cfconv with per-pair filters, differentiable to
@@ -78,6 +82,8 @@ TORCH_LIBRARY(mlff, m)
         "Tensor radial, Tensor angular, float r_c, int cutoff, float gamma) -> Tensor");
   m.def("tp_conv(Tensor h, Tensor sh, Tensor weight, Tensor centre, Tensor neighbour, int n_nodes, Tensor paths, "
         "Tensor coeff_index, Tensor coeff) -> Tensor");
+  m.def("tp_uvw(Tensor h, Tensor sh, Tensor weight, Tensor neighbour, Tensor group, Tensor paths, "
+        "Tensor coeff_index, Tensor coeff, int dim_out) -> Tensor");
   m.def("edge_conv(Tensor x, Tensor w, Tensor group, Tensor src, Tensor dst, int n_out) -> Tensor");
   m.def("edge_pair_product(Tensor a, Tensor b, Tensor ia, Tensor ib, Tensor group, int n_out) -> Tensor");
   m.def("schnet_filter(Tensor r, Tensor centres, float gamma, float r_max, Tensor w1, Tensor b1, Tensor w2, "
@@ -92,6 +98,7 @@ TORCH_LIBRARY_IMPL(mlff, CompositeImplicitAutograd, m)
   m.impl("halo_reverse", &mlff::halo_reverse);
   m.impl("symmetry_functions", &mlff::symmetry_functions);
   m.impl("tp_conv", &mlff::tp_conv);
+  m.impl("tp_uvw", &mlff::tp_uvw);
   m.impl("edge_conv", &mlff::edge_conv);
   m.impl("edge_pair_product", &mlff::edge_pair_product);
   m.impl("schnet_filter", &mlff::schnet_filter);

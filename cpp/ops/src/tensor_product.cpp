@@ -21,11 +21,11 @@
 // independent of the thread count.
 #include "kernel_util.h"
 #include "mlff/ops.h"
+#include "trilinear_autograd.h"
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/ops/zeros.h>
-#include <torch/autograd.h>
 
 #ifdef MLFF_WITH_CUDA
 #include "cuda_glue.h"
@@ -35,9 +35,6 @@
 
 namespace mlff {
 namespace {
-
-using torch::autograd::AutogradContext;
-using torch::autograd::variable_list;
 
 struct Path {
   int64_t off_h, dim_h, mul, off_y, off_out, dim_out, off_w;
@@ -162,38 +159,35 @@ void backward_rows(const Layout &L, const Csr &by_nbr, const int64_t *centre, co
 }
 
 // ---------------------------------------------------------------------------- drivers
-struct Inputs {
-  at::Tensor h, y, w, centre, nbr;
-};
+// TpInputs: index0 = centre, index1 = neighbour; TpTables: size = number of output nodes
+const at::Tensor &centre_of(const TpInputs &in) { return in.index0; }
+const at::Tensor &nbr_of(const TpInputs &in) { return in.index1; }
 
-struct Args {
-  at::Tensor paths, coeff_index, coeff;
-  int64_t n_nodes;
-  Layout layout(const Inputs &in) const
-  {
-    return make_layout(paths, coeff_index, coeff, in.h.size(1), in.y.size(1), dim_out(), in.w.size(1), n_nodes);
-  }
-  int64_t dim_out() const
-  {
-    auto p = paths.to(at::kCPU, at::kLong);
-    int64_t d = 0;
-    for (int64_t k = 0; k < p.size(0); ++k) d = std::max(d, p[k][4].item<int64_t>() + p[k][2].item<int64_t>() * p[k][5].item<int64_t>());
-    return d;
-  }
-};
+int64_t dim_out(const TpTables &a)
+{
+  auto p = a.paths.to(at::kCPU, at::kLong);
+  int64_t d = 0;
+  for (int64_t k = 0; k < p.size(0); ++k) d = std::max(d, p[k][4].item<int64_t>() + p[k][2].item<int64_t>() * p[k][5].item<int64_t>());
+  return d;
+}
+
+Layout layout(const TpInputs &in, const TpTables &a)
+{
+  return make_layout(a.paths, a.coeff_index, a.coeff, in.h.size(1), in.y.size(1), dim_out(a), in.w.size(1), a.size);
+}
 
 constexpr int64_t kGrain = 8;
 
 // CUDA tensors: the kernels in cuda/ (grad undefined: {out}; defined: {gh, gy, gw}; with
 // tangents their directional derivatives)
-std::vector<at::Tensor> tp_cuda(const Inputs &in, const Args &a, const at::Tensor &uh, const at::Tensor &uy,
+std::vector<at::Tensor> tp_cuda(const TpInputs &in, const TpTables &a, const at::Tensor &uh, const at::Tensor &uy,
                                 const at::Tensor &uw, const at::Tensor &grad, bool tangents)
 {
 #ifdef MLFF_WITH_CUDA
-  (void)a.layout(in);    // validates the tables
+  (void)layout(in, a);    // validates the tables
   // a tangent run with no tangent given is the zero tangent, not the plain kernel
   const at::Tensor zh = tangents && !uh.defined() && !uy.defined() && !uw.defined() ? at::zeros_like(in.h) : uh;
-  return cuda_glue::tp_conv(in.h, in.y, in.w, zh, uy, uw, grad, in.centre, in.nbr, a.n_nodes, a.paths, a.coeff_index,
+  return cuda_glue::tp_conv(in.h, in.y, in.w, zh, uy, uw, grad, centre_of(in), nbr_of(in), a.size, a.paths, a.coeff_index,
                             a.coeff);
 #else
   TORCH_CHECK(false, "mlff::tp_conv: libmlff_ops.so was built without CUDA kernels; got a tensor on ", in.h.device(),
@@ -202,33 +196,33 @@ std::vector<at::Tensor> tp_cuda(const Inputs &in, const Args &a, const at::Tenso
 #endif
 }
 
-at::Tensor tp_forward(const Inputs &in, const Args &a)
+at::Tensor tp_forward(const TpInputs &in, const TpTables &a)
 {
   if (in.h.is_cuda()) return tp_cuda(in, a, {}, {}, {}, {}, false)[0];
-  const Layout L = a.layout(in);
-  const Csr by_centre = group(in.centre.data_ptr<int64_t>(), in.centre.size(0), L.n_nodes, "centre");
+  const Layout L = layout(in, a);
+  const Csr by_centre = group(centre_of(in).data_ptr<int64_t>(), centre_of(in).size(0), L.n_nodes, "centre");
   auto out = at::zeros({L.n_nodes, L.dim_out}, in.h.options());
   AT_DISPATCH_FLOATING_TYPES(in.h.scalar_type(), "mlff_tp_forward", [&] {
     at::parallel_for(0, L.n_nodes, kGrain, [&](int64_t b, int64_t e) {
-      forward_rows<scalar_t, scalar_t>(L, by_centre, in.nbr.data_ptr<int64_t>(), in.h.data_ptr<scalar_t>(),
+      forward_rows<scalar_t, scalar_t>(L, by_centre, nbr_of(in).data_ptr<int64_t>(), in.h.data_ptr<scalar_t>(),
                                        in.y.data_ptr<scalar_t>(), in.w.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), b, e);
     });
   });
   return out;
 }
 
-std::vector<at::Tensor> tp_backward(const at::Tensor &grad, const Inputs &in, const Args &a)
+std::vector<at::Tensor> tp_backward(const at::Tensor &grad, const TpInputs &in, const TpTables &a)
 {
   if (in.h.is_cuda()) return tp_cuda(in, a, {}, {}, {}, grad, false);
-  const Layout L = a.layout(in);
-  const Csr by_nbr = group(in.nbr.data_ptr<int64_t>(), in.nbr.size(0), in.h.size(0), "neighbour");
+  const Layout L = layout(in, a);
+  const Csr by_nbr = group(nbr_of(in).data_ptr<int64_t>(), nbr_of(in).size(0), in.h.size(0), "neighbour");
   auto g = grad.to(in.h.scalar_type()).contiguous();
   TORCH_CHECK(g.size(0) == L.n_nodes && g.size(1) == L.dim_out, "mlff::tp_conv: gradient must be [", L.n_nodes, ", ",
               L.dim_out, "]");
   auto gh = at::zeros_like(in.h), gy = at::zeros_like(in.y), gw = at::zeros_like(in.w);
   AT_DISPATCH_FLOATING_TYPES(in.h.scalar_type(), "mlff_tp_backward", [&] {
     at::parallel_for(0, in.h.size(0), kGrain, [&](int64_t b, int64_t e) {
-      backward_rows<scalar_t, scalar_t>(L, by_nbr, in.centre.data_ptr<int64_t>(), g.data_ptr<scalar_t>(),
+      backward_rows<scalar_t, scalar_t>(L, by_nbr, centre_of(in).data_ptr<int64_t>(), g.data_ptr<scalar_t>(),
                                         in.h.data_ptr<scalar_t>(), in.y.data_ptr<scalar_t>(), in.w.data_ptr<scalar_t>(),
                                         gh.data_ptr<scalar_t>(), gy.data_ptr<scalar_t>(), gw.data_ptr<scalar_t>(), b, e);
     });
@@ -237,11 +231,11 @@ std::vector<at::Tensor> tp_backward(const at::Tensor &grad, const Inputs &in, co
 }
 
 // d/dε F(h + ε u_h, Y + ε u_y, W + ε u_w): the gradient w.r.t. g of the backward's outputs
-at::Tensor tp_jvp(const at::Tensor &uh, const at::Tensor &uy, const at::Tensor &uw, const Inputs &in, const Args &a)
+at::Tensor tp_jvp(const at::Tensor &uh, const at::Tensor &uy, const at::Tensor &uw, const TpInputs &in, const TpTables &a)
 {
   if (in.h.is_cuda()) return tp_cuda(in, a, uh, uy, uw, {}, true)[0];
-  const Layout L = a.layout(in);
-  const Csr by_centre = group(in.centre.data_ptr<int64_t>(), in.centre.size(0), L.n_nodes, "centre");
+  const Layout L = layout(in, a);
+  const Csr by_centre = group(centre_of(in).data_ptr<int64_t>(), centre_of(in).size(0), L.n_nodes, "centre");
   auto out = at::empty({L.n_nodes, L.dim_out}, in.h.options());
   AT_DISPATCH_FLOATING_TYPES(in.h.scalar_type(), "mlff_tp_jvp", [&] {
     using D = Dual<scalar_t>;
@@ -250,7 +244,7 @@ at::Tensor tp_jvp(const at::Tensor &uh, const at::Tensor &uy, const at::Tensor &
                w = make_dual<scalar_t>(in.w, cast(uw));
     std::vector<D> res(L.n_nodes * L.dim_out);
     at::parallel_for(0, L.n_nodes, kGrain, [&](int64_t b, int64_t e) {
-      forward_rows<scalar_t, D>(L, by_centre, in.nbr.data_ptr<int64_t>(), h.data(), y.data(), w.data(), res.data(), b, e);
+      forward_rows<scalar_t, D>(L, by_centre, nbr_of(in).data_ptr<int64_t>(), h.data(), y.data(), w.data(), res.data(), b, e);
     });
     copy_tangent(res, out);
   });
@@ -259,11 +253,11 @@ at::Tensor tp_jvp(const at::Tensor &uh, const at::Tensor &uy, const at::Tensor &
 
 // d/dε of the backward at (h + ε u_h, Y + ε u_y, W + ε u_w), g fixed: the gradients w.r.t. (h, Y, W)
 std::vector<at::Tensor> tp_hvp(const at::Tensor &grad, const at::Tensor &uh, const at::Tensor &uy,
-                               const at::Tensor &uw, const Inputs &in, const Args &a)
+                               const at::Tensor &uw, const TpInputs &in, const TpTables &a)
 {
   if (in.h.is_cuda()) return tp_cuda(in, a, uh, uy, uw, grad, true);
-  const Layout L = a.layout(in);
-  const Csr by_nbr = group(in.nbr.data_ptr<int64_t>(), in.nbr.size(0), in.h.size(0), "neighbour");
+  const Layout L = layout(in, a);
+  const Csr by_nbr = group(nbr_of(in).data_ptr<int64_t>(), nbr_of(in).size(0), in.h.size(0), "neighbour");
   auto g = grad.to(in.h.scalar_type()).contiguous();
   auto gh = at::empty_like(in.h), gy = at::empty_like(in.y), gw = at::empty_like(in.w);
   AT_DISPATCH_FLOATING_TYPES(in.h.scalar_type(), "mlff_tp_hvp", [&] {
@@ -273,7 +267,7 @@ std::vector<at::Tensor> tp_hvp(const at::Tensor &grad, const at::Tensor &uh, con
                w = make_dual<scalar_t>(in.w, cast(uw));
     std::vector<D> rh(in.h.numel()), ry(in.y.numel()), rw(in.w.numel());
     at::parallel_for(0, in.h.size(0), kGrain, [&](int64_t b, int64_t e) {
-      backward_rows<scalar_t, D>(L, by_nbr, in.centre.data_ptr<int64_t>(), g.data_ptr<scalar_t>(), h.data(), y.data(),
+      backward_rows<scalar_t, D>(L, by_nbr, centre_of(in).data_ptr<int64_t>(), g.data_ptr<scalar_t>(), h.data(), y.data(),
                                  w.data(), rh.data(), ry.data(), rw.data(), b, e);
     });
     copy_tangent(rh, gh);
@@ -283,80 +277,22 @@ std::vector<at::Tensor> tp_hvp(const at::Tensor &grad, const at::Tensor &uh, con
   return {gh, gy, gw};
 }
 
-// ---------------------------------------------------------------------------- autograd
-void save_args(AutogradContext *ctx, const Args &a)
-{
-  ctx->saved_data["paths"] = a.paths;
-  ctx->saved_data["coeff_index"] = a.coeff_index;
-  ctx->saved_data["coeff"] = a.coeff;
-  ctx->saved_data["n_nodes"] = a.n_nodes;
-}
-
-Args load_args(AutogradContext *ctx)
-{
-  auto &d = ctx->saved_data;
-  return {d["paths"].toTensor(), d["coeff_index"].toTensor(), d["coeff"].toTensor(), d["n_nodes"].toInt()};
-}
-
-struct ThirdOrderGuard : public torch::autograd::Function<ThirdOrderGuard> {
-  // which: 0 = jvp (→ g), 1/2/3 = hvp part for h / Y / W
-  static variable_list forward(AutogradContext *, const at::Tensor &grad, const at::Tensor &uh, const at::Tensor &uy,
-                               const at::Tensor &uw, const at::Tensor &h, const at::Tensor &y, const at::Tensor &w,
-                               const at::Tensor &centre, const at::Tensor &nbr, const Args &a, bool need_g,
-                               bool need_hvp)
+struct TpConvKernels {
+  static constexpr const char *name = "mlff::tp_conv";
+  static at::Tensor forward(const TpInputs &in, const TpTables &a) { return tp_forward(in, a); }
+  static std::vector<at::Tensor> backward(const at::Tensor &g, const TpInputs &in, const TpTables &a)
   {
-    const Inputs in{h, y, w, centre, nbr};
-    variable_list out;
-    out.push_back(need_g ? tp_jvp(uh, uy, uw, in, a) : at::zeros({0}, h.options()));
-    if (need_hvp) {
-      auto r = tp_hvp(grad, uh, uy, uw, in, a);
-      out.insert(out.end(), r.begin(), r.end());
-    } else {
-      for (int k = 0; k < 3; ++k) out.push_back(at::zeros({0}, h.options()));
-    }
-    return out;
+    return tp_backward(g, in, a);
   }
-  static variable_list backward(AutogradContext *, variable_list)
+  static at::Tensor jvp(const at::Tensor &uh, const at::Tensor &uy, const at::Tensor &uw, const TpInputs &in,
+                        const TpTables &a)
   {
-    TORCH_CHECK(false, "mlff::tp_conv: derivatives beyond the second order are not implemented");
-    return {};
+    return tp_jvp(uh, uy, uw, in, a);
   }
-};
-
-struct BackwardFn : public torch::autograd::Function<BackwardFn> {
-  static variable_list forward(AutogradContext *ctx, const at::Tensor &grad, const at::Tensor &h, const at::Tensor &y,
-                               const at::Tensor &w, const at::Tensor &centre, const at::Tensor &nbr, const Args &a)
+  static std::vector<at::Tensor> hvp(const at::Tensor &g, const at::Tensor &uh, const at::Tensor &uy,
+                                     const at::Tensor &uw, const TpInputs &in, const TpTables &a)
   {
-    ctx->save_for_backward({grad, h, y, w, centre, nbr});
-    save_args(ctx, a);
-    return tp_backward(grad, {h, y, w, centre, nbr}, a);
-  }
-  static variable_list backward(AutogradContext *ctx, variable_list u)
-  {
-    auto s = ctx->get_saved_variables();
-    const bool need_g = ctx->needs_input_grad(0);
-    const bool need_hvp = ctx->needs_input_grad(1) || ctx->needs_input_grad(2) || ctx->needs_input_grad(3);
-    auto r = ThirdOrderGuard::apply(s[0], u[0], u[1], u[2], s[1], s[2], s[3], s[4], s[5], load_args(ctx), need_g,
-                                    need_hvp);
-    auto pick = [&](size_t k, bool need) { return need ? r[k] : at::Tensor(); };
-    return {pick(0, need_g), pick(1, need_hvp), pick(2, need_hvp), pick(3, need_hvp), at::Tensor(), at::Tensor(),
-            at::Tensor()};
-  }
-};
-
-struct ForwardFn : public torch::autograd::Function<ForwardFn> {
-  static at::Tensor forward(AutogradContext *ctx, const at::Tensor &h, const at::Tensor &y, const at::Tensor &w,
-                            const at::Tensor &centre, const at::Tensor &nbr, const Args &a)
-  {
-    ctx->save_for_backward({h, y, w, centre, nbr});
-    save_args(ctx, a);
-    return tp_forward({h, y, w, centre, nbr}, a);
-  }
-  static variable_list backward(AutogradContext *ctx, variable_list g)
-  {
-    auto s = ctx->get_saved_variables();
-    auto r = BackwardFn::apply(g[0], s[0], s[1], s[2], s[3], s[4], load_args(ctx));
-    return {r[0], r[1], r[2], at::Tensor(), at::Tensor(), at::Tensor()};
+    return tp_hvp(g, uh, uy, uw, in, a);
   }
 };
 
@@ -389,8 +325,8 @@ at::Tensor tp_conv(const at::Tensor &h, const at::Tensor &sh, const at::Tensor &
       TORCH_CHECK(pc[e] >= 0 && pc[e] < n_nodes && pn[e] >= 0 && pn[e] < h.size(0), "mlff::tp_conv: edge ", e, " (",
                   pc[e], ", ", pn[e], ") has a node outside [0, ", n_nodes, ") / [0, ", h.size(0), ")");
   }
-  const Args a{paths, coeff_index, coeff, n_nodes};
-  return ForwardFn::apply(h.contiguous(), sh.contiguous(), weight.contiguous(), c, nb, a);
+  const TpTables a{paths, coeff_index, coeff, n_nodes};
+  return TpForwardFn<TpConvKernels>::apply(h.contiguous(), sh.contiguous(), weight.contiguous(), c, nb, a);
 }
 
 }    // namespace mlff

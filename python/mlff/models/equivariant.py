@@ -41,13 +41,33 @@ from .common import reverse_edge_groups
 IMPLEMENTATIONS = ("auto", "ops", "e3nn")
 
 
+def use_tensor_product_ops(implementation: str) -> bool:
+    """Whether ``implementation`` (``"auto"``, ``"ops"`` or ``"e3nn"``) selects mlff's C++
+    tensor-product operators: ``"auto"`` does when the C++ library is built. Raises
+    ``ConfigError`` for an unknown name or ``"ops"`` without the library."""
+    if implementation not in IMPLEMENTATIONS:
+        raise ConfigError(f"unknown tensor-product implementation {implementation!r}; "
+                          f"available: {list(IMPLEMENTATIONS)}")
+    if implementation == "ops" and not ops.NATIVE:
+        raise ConfigError(f"tensor-product implementation 'ops' needs the C++ library: {ops.WHERE}")
+    return implementation == "ops" or (implementation == "auto" and ops.NATIVE)
+
+
 def tensor_product_tables(tp: o3.TensorProduct) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The path tables of ``torch.ops.mlff.tp_conv`` for an e3nn ``"uvu"`` tensor product
-    with per-edge weights (``cpp/ops/src/tensor_product.cpp``): ``paths [K, 7]`` int64
-    (offset and irrep dimension in input 1, multiplicity, offset in input 2, offset and
-    dimension in the output, weight offset), ``coeff_index [nnz, 4]`` int64 (path, m1, m2,
-    m3) and ``coeff [nnz]`` float64 = e3nn's ``path_weight`` × ``o3.wigner_3j`` (the exact
-    coefficients e3nn's own code uses; non-zeros only)."""
+    """The path tables of mlff's tensor-product operators for an e3nn tensor product with
+    per-edge weights and a multiplicity-1 second input, all paths ``"uvu"`` (for
+    ``torch.ops.mlff.tp_conv``, ``cpp/ops/src/tensor_product.cpp``) or all ``"uvw"`` (for
+    ``torch.ops.mlff.tp_uvw``, ``cpp/ops/src/tensor_product_uvw.cpp``).
+
+    Returns ``paths`` int64, ``[K, 7]`` for uvu (offset and irrep dimension in input 1,
+    multiplicity, offset in input 2, offset and dimension in the output, weight offset) or
+    ``[K, 8]`` for uvw (the same with the output multiplicity before the weight offset);
+    ``coeff_index [nnz, 4]`` int64 (path, m1, m2, m3) and ``coeff [nnz]`` float64 = e3nn's
+    ``path_weight`` × ``o3.wigner_3j`` (the exact coefficients e3nn's own code uses;
+    non-zeros only). Raises ``ValueError`` for any other kind of path or a mix of modes."""
+    modes = {ins.connection_mode for ins in tp.instructions}
+    if len(modes) > 1:
+        raise ValueError(f"mlff's tensor-product tables need one connection mode, got {sorted(modes)}")
     paths, index, coeff = [], [], []
     w_off = 0
     s1, s2, s3 = tp.irreps_in1.slices(), tp.irreps_in2.slices(), tp.irreps_out.slices()
@@ -55,16 +75,20 @@ def tensor_product_tables(tp: o3.TensorProduct) -> tuple[torch.Tensor, torch.Ten
         mul, ir1 = tp.irreps_in1[ins.i_in1]
         mul2, ir2 = tp.irreps_in2[ins.i_in2]
         mul_out, ir3 = tp.irreps_out[ins.i_out]
-        if ins.connection_mode != "uvu" or mul2 != 1 or mul_out != mul or not ins.has_weight:
-            raise ValueError(f"tp_conv supports weighted uvu paths with a multiplicity-1 second input, got {ins}")
-        paths.append([s1[ins.i_in1].start, ir1.dim, mul, s2[ins.i_in2].start, s3[ins.i_out].start, ir3.dim, w_off])
-        w_off += mul
+        uvu = ins.connection_mode == "uvu" and mul_out == mul
+        if not (uvu or ins.connection_mode == "uvw") or mul2 != 1 or not ins.has_weight:
+            raise ValueError(f"mlff's tensor products support weighted uvu/uvw paths with a multiplicity-1 "
+                             f"second input, got {ins}")
+        row = [s1[ins.i_in1].start, ir1.dim, mul, s2[ins.i_in2].start, s3[ins.i_out].start, ir3.dim]
+        paths.append(row + ([w_off] if uvu else [mul_out, w_off]))
+        w_off += mul if uvu else mul * mul_out
         c = o3.wigner_3j(ir1.l, ir2.l, ir3.l, dtype=torch.float64) * ins.path_weight
         for m1, m2, m3 in torch.nonzero(c.abs() > 1e-15).tolist():
             index.append([k, m1, m2, m3])
             coeff.append(float(c[m1, m2, m3]))
-    return (torch.tensor(paths, dtype=torch.int64).reshape(-1, 7), torch.tensor(index, dtype=torch.int64).reshape(-1, 4),
-            torch.tensor(coeff, dtype=torch.float64))
+    width = 7 if modes == {"uvu"} else 8
+    return (torch.tensor(paths, dtype=torch.int64).reshape(-1, width),
+            torch.tensor(index, dtype=torch.int64).reshape(-1, 4), torch.tensor(coeff, dtype=torch.float64))
 
 
 @contextmanager
@@ -263,17 +287,12 @@ class EdgeConvolution(nn.Module):
     def __init__(self, irreps_in: o3.Irreps, irreps_sh: o3.Irreps, targets: o3.Irreps, n_basis: int,
                  radial_hidden: int, radial_layers: int, implementation: str = "auto"):
         super().__init__()
-        if implementation not in IMPLEMENTATIONS:
-            raise ConfigError(f"unknown tensor-product implementation {implementation!r}; "
-                              f"available: {list(IMPLEMENTATIONS)}")
-        if implementation == "ops" and not ops.NATIVE:
-            raise ConfigError(f"tensor-product implementation 'ops' needs the C++ library: {ops.WHERE}")
+        self.use_ops = use_tensor_product_ops(implementation)
         self.irreps_in = o3.Irreps(irreps_in)
         self.irreps_out, instructions = tensor_product_paths(self.irreps_in, irreps_sh, targets, "uvu")
         self.tp = o3.TensorProduct(self.irreps_in, irreps_sh, self.irreps_out, instructions,
                                    shared_weights=False, internal_weights=False)
         self.radial = RadialMLP([n_basis] + [radial_hidden] * radial_layers + [self.tp.weight_numel])
-        self.use_ops = implementation == "ops" or (implementation == "auto" and ops.NATIVE)
         # plain tensor attributes, not buffers: integer buffers do not survive EMA averaging
         self.tp_paths, self.tp_coeff_index, self.tp_coeff = tensor_product_tables(self.tp)
 

@@ -52,7 +52,8 @@ from torch import nn
 
 from ..errors import ConfigError
 from .equivariant import (EdgeEmbedding, EquivariantModel, NormActivation, RadialMLP, float64_construction,
-                          irreps_up_to, radial_per_pair, scatter_sum, vector_from_l1)
+                          irreps_up_to, radial_per_pair, scatter_sum, tensor_product_tables, use_tensor_product_ops,
+                          vector_from_l1)
 
 
 def uvw_paths(irreps_in: o3.Irreps, irreps_sh: o3.Irreps, irreps_out: o3.Irreps) -> list[tuple[int, int, int, str, bool]]:
@@ -62,6 +63,20 @@ def uvw_paths(irreps_in: o3.Irreps, irreps_sh: o3.Irreps, irreps_out: o3.Irreps)
             for j, (_, ir_sh) in enumerate(irreps_sh)
             for k, (_, ir_out) in enumerate(irreps_out)
             if ir_out in ir_in * ir_sh]
+
+
+def value_key_tables(value_tp: o3.TensorProduct, key_tp: o3.TensorProduct) -> tuple[torch.Tensor, torch.Tensor,
+                                                                                      torch.Tensor]:
+    """One ``torch.ops.mlff.tp_uvw`` table set computing ``[value | key]`` per edge from
+    weights ``[value weights | key weights]`` per pair (the radial network's output):
+    the key paths' output and weight offsets and path numbers are shifted past the value's."""
+    v_paths, v_index, v_coeff = tensor_product_tables(value_tp)
+    k_paths, k_index, k_coeff = tensor_product_tables(key_tp)
+    k_paths, k_index = k_paths.clone(), k_index.clone()
+    k_paths[:, 4] += value_tp.irreps_out.dim
+    k_paths[:, 7] += value_tp.weight_numel
+    k_index[:, 0] += v_paths.shape[0]
+    return torch.cat([v_paths, k_paths]), torch.cat([v_index, k_index]), torch.cat([v_coeff, k_coeff])
 
 
 class GramMixing(nn.Module):
@@ -110,11 +125,17 @@ class AttentiveSelfInteraction(nn.Module):
 
 class SE3AttentionLayer(nn.Module):
     """One multi-head SE(3)-equivariant attention layer, followed by the norm nonlinearity
-(unless it is the last layer): ``[n, irreps_in.dim] → [n, irreps_out.dim]``."""
+    (unless it is the last layer): ``[n, irreps_in.dim] → [n, irreps_out.dim]``.
+
+    ``use_ops``: key and value kernels by ``torch.ops.mlff.tp_uvw`` (CPU tensors; gathers of
+    neighbour features and per-pair weights fused in), otherwise by e3nn on gathered rows.
+    """
+
+    __constants__ = ["use_ops"]  # TorchScript constant: the branch not taken is not compiled
 
     def __init__(self, irreps_in: o3.Irreps, irreps_out: o3.Irreps, irreps_sh: o3.Irreps, n_heads: int,
                  head_features: int, n_basis: int, radial_hidden: int, radial_layers: int, si_hidden: int,
-                 nonlinearity: bool):
+                 nonlinearity: bool, use_ops: bool = False):
         super().__init__()
         irreps_in, irreps_out = o3.Irreps(irreps_in), o3.Irreps(irreps_out)
         width = n_heads * head_features
@@ -130,6 +151,10 @@ class SE3AttentionLayer(nn.Module):
                                        uvw_paths(irreps_in, irreps_sh, self.key_irreps),
                                        shared_weights=False, internal_weights=False)
         self.n_value_weights = self.value_tp.weight_numel
+        self.use_ops = use_ops
+        self.value_dim, self.key_dim = self.value_irreps.dim, self.key_irreps.dim
+        # plain tensor attributes, not buffers: integer buffers do not survive EMA averaging
+        self.kv_paths, self.kv_coeff_index, self.kv_coeff = value_key_tables(self.value_tp, self.key_tp)
         self.radial = RadialMLP([n_basis] + [radial_hidden] * radial_layers
                                 + [self.value_tp.weight_numel + self.key_tp.weight_numel])
         self.query = o3.Linear(irreps_in, self.key_irreps)
@@ -170,10 +195,17 @@ class SE3AttentionLayer(nn.Module):
                 edge_index: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
         n = f.shape[0]
         centre, neighbour = edge_index[0], edge_index[1]
-        w = self.radial(radial).index_select(0, group)  # radial per atom pair, gathered per edge
-        f_j = f.index_select(0, neighbour)
-        v = self.value_tp(f_j, sh, w.narrow(1, 0, self.n_value_weights))
-        k = self.key_tp(f_j, sh, w.narrow(1, self.n_value_weights, w.shape[1] - self.n_value_weights))
+        w = self.radial(radial)  # [pairs, n_w]: one row per atom pair (group maps edges to pairs)
+        if self.use_ops and not f.is_cuda:  # both products in one pass over w, no copies of it
+            vk = torch.ops.mlff.tp_uvw(f, sh, w, neighbour, group, self.kv_paths, self.kv_coeff_index,
+                                       self.kv_coeff, self.value_dim + self.key_dim)
+            v, k = torch.split(vk, [self.value_dim, self.key_dim], dim=1)
+        else:
+            # split, not narrow: one gradient buffer for both halves in the backward
+            w_v, w_k = torch.split(w, [self.n_value_weights, w.shape[1] - self.n_value_weights], dim=1)
+            f_j = f.index_select(0, neighbour)
+            v = self.value_tp(f_j, sh, w_v.index_select(0, group))
+            k = self.key_tp(f_j, sh, w_k.index_select(0, group))
         q = self.query(f).index_select(0, centre)
         s = self.head_dot(q, k) * self.logit_scale                                   # [e, H]
         # α_ij = u_ij e^{s_ij} / (1 + Σ_j u_ij e^{s_ij}); shift by M_i = max(0, max_j s_ij) (cancels exactly)
@@ -202,6 +234,13 @@ class SE3Transformer(EquivariantModel):
         si_hidden: hidden width of the attentive self-interaction MLP.
         direct_forces: ``True``: ``forward`` returns forces ``[n, 3]`` (eV/Å) from the ``1o``
             output; ``False`` (default): atomic energies ``[n]`` (eV), forces by autograd.
+        implementation: key/value kernels by mlff's C++ operator ``tp_uvw`` (``"ops"``), by
+            e3nn (``"e3nn"``, the reference) or ``"auto"`` (the operator when the C++ library
+            is built; e3nn for tensors on a GPU). Both give the same numbers
+            (``tests/test_tensor_product_ops.py``).
+
+    Raises ``ConfigError`` for ``l_max < 1``, ``n_layers < 1``, an unknown implementation or
+    ``"ops"`` without the C++ library.
     """
 
     kind = "se3_transformer"
@@ -209,13 +248,15 @@ class SE3Transformer(EquivariantModel):
     def __init__(self, species: list[str], r_max: float = 5.0, n_features: int = 8, l_max: int = 2, n_layers: int = 3,
                  n_heads: int = 8, head_features: int = 2, n_basis: int = 8, radial_hidden: int = 32,
                  radial_layers: int = 2, si_hidden: int = 32, l_max_sh: int | None = None,
-                 direct_forces: bool = False):
+                 direct_forces: bool = False, implementation: str = "auto"):
         if l_max < 1 or n_layers < 1:
             raise ConfigError("se3_transformer needs l_max >= 1 and n_layers >= 1")
+        use_ops = use_tensor_product_ops(implementation)
         super().__init__(species, r_max, dict(n_features=n_features, l_max=l_max, n_layers=n_layers, n_heads=n_heads,
                                               head_features=head_features, n_basis=n_basis,
                                               radial_hidden=radial_hidden, radial_layers=radial_layers,
-                                              si_hidden=si_hidden, l_max_sh=l_max_sh, direct_forces=direct_forces),
+                                              si_hidden=si_hidden, l_max_sh=l_max_sh, direct_forces=direct_forces,
+                                              implementation=implementation),
                          direct_forces=direct_forces)
         self.n_message_passing = n_layers
         with float64_construction():  # exact Clebsch–Gordan coefficients
@@ -229,7 +270,8 @@ class SE3Transformer(EquivariantModel):
                 last = k == n_layers - 1
                 target = out_irreps if last else hidden
                 layers.append(SE3AttentionLayer(irreps, target, self.edge_embedding.irreps_sh, n_heads, head_features,
-                                                n_basis, radial_hidden, radial_layers, si_hidden, nonlinearity=not last))
+                                                n_basis, radial_hidden, radial_layers, si_hidden, nonlinearity=not last,
+                                                use_ops=use_ops))
                 irreps = target
             self.layers = nn.ModuleList(layers)
             with torch.no_grad():  # untrained model: reference energies / zero forces

@@ -27,7 +27,7 @@ from typing import Iterator
 import torch
 
 LIBRARY_NAME = "libmlff_ops.so"
-OPS_VERSION = 6  # must match mlff::kOpsVersion (cpp/ops/include/mlff/ops.h)
+OPS_VERSION = 7  # must match mlff::kOpsVersion (cpp/ops/include/mlff/ops.h)
 
 
 def library_path() -> str:
@@ -67,6 +67,9 @@ def _register_fallback() -> None:
     lib.define("tp_conv(Tensor h, Tensor sh, Tensor weight, Tensor centre, Tensor neighbour, int n_nodes, "
                "Tensor paths, Tensor coeff_index, Tensor coeff) -> Tensor")
     lib.impl("tp_conv", _not_built, "CompositeImplicitAutograd")
+    lib.define("tp_uvw(Tensor h, Tensor sh, Tensor weight, Tensor neighbour, Tensor group, Tensor paths, "
+               "Tensor coeff_index, Tensor coeff, int dim_out) -> Tensor")
+    lib.impl("tp_uvw", _not_built, "CompositeImplicitAutograd")
     lib.define("edge_conv(Tensor x, Tensor w, Tensor group, Tensor src, Tensor dst, int n_out) -> Tensor")
     lib.impl("edge_conv", _not_built, "CompositeImplicitAutograd")
     lib.define("edge_pair_product(Tensor a, Tensor b, Tensor ia, Tensor ib, Tensor group, int n_out) -> Tensor")

@@ -88,6 +88,16 @@ MLFF_OPS_API at::Tensor tp_conv(const at::Tensor &h, const at::Tensor &sh, const
                                 const at::Tensor &centre, const at::Tensor &neighbour, int64_t n_nodes,
                                 const at::Tensor &paths, const at::Tensor &coeff_index, const at::Tensor &coeff);
 
+// Fully connected ("uvw") Clebsch–Gordan tensor product per edge with the neighbour
+// gather and per-atom-pair weights fused in (src/tensor_product_uvw.cpp):
+// out[e] = TP(h[neighbour(e)], sh[e], weight[group(e)]) [E, dim_out] in e3nn's layout.
+// paths [K, 8] int64 (off_h, dim_h, mul_in, off_y, off_out, dim_out, mul_out, off_w), weights
+// of a path [mul_in, mul_out] row-major; coeff_index/coeff as for tp_conv.  CPU,
+// float32/float64, differentiable twice.
+MLFF_OPS_API at::Tensor tp_uvw(const at::Tensor &h, const at::Tensor &sh, const at::Tensor &weight,
+                               const at::Tensor &neighbour, const at::Tensor &group, const at::Tensor &paths,
+                               const at::Tensor &coeff_index, const at::Tensor &coeff, int64_t dim_out);
+
 // Continuous-filter convolution with one filter row per atom pair (src/edge_conv.cpp):
 //   edge_conv(x, w, group, src, dst, n_out)[i]        = Σ_{k: dst_k = i}   x[src_k] ∘ w[group_k]
 //   edge_pair_product(a, b, ia, ib, group, n_out)[p]  = Σ_{k: group_k = p} a[ia_k] ∘ b[ib_k]
@@ -107,7 +117,7 @@ MLFF_OPS_API at::Tensor schnet_filter(const at::Tensor &r, const at::Tensor &cen
                                       const at::Tensor &b2);
 
 // Version of the operator set; bumped when an op's schema or meaning changes.
-constexpr int64_t kOpsVersion = 6;
+constexpr int64_t kOpsVersion = 7;
 
 }    // namespace mlff
 
