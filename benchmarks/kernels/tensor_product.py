@@ -9,16 +9,22 @@ Times, with both implementations in the same process (CPU time per call, median 
   weights: ``torch.ops.mlff.tp_conv`` vs e3nn (``index_select`` gather,
   ``o3.TensorProduct`` uvu with per-edge weights, ``index_add`` scatter), for the NequIP
   sizes of ``benchmarks/accuracy`` (32 channels, l_max 1) and l_max 2;
-* a whole ``nequip`` force call (energies and forces by autograd) and a training step
-  (force loss, double backward into the weights).
+* ``torch.ops.mlff.tp_uvw`` forward + backward vs e3nn (``index_select`` gathers of
+  features and per-pair weights, ``o3.TensorProduct`` uvw with per-edge weights) at the
+  ``se3_transformer`` sizes (8 channels l ≤ 2 in, harmonics l ≤ 4, values and keys of
+  16 channels l ≤ 2: the kernels of its middle layer);
+* a whole ``nequip`` and ``se3_transformer`` force call (energies and forces by autograd)
+  and a training step (force loss, double backward into the weights).
 
 Systems: toluene, 15 atoms (latency), and fcc Cu, 4,000 atoms at r_max 5 Å (throughput;
-the model rows use a 500-atom box so that the e3nn reference stays within memory and time).
+the uvw and model rows use a 500-atom box so that the e3nn reference stays within memory
+and time).
 Printed ratios are ``e3nn / ops`` (> 1: the kernel is faster).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import torch
@@ -27,8 +33,10 @@ from e3nn import o3
 
 from mlff.graph import atoms_to_graph, collate
 from mlff.models import build_model
+from mlff.models.common import reverse_edge_groups
 from mlff.models.equivariant import (float64_construction, irreps_up_to, tensor_product_paths,
                                      tensor_product_tables)
+from mlff.models.se3_transformer import SE3AttentionLayer, value_key_tables
 from mlff.train.trainer import energy_and_forces
 
 
@@ -69,18 +77,66 @@ def conv_rows(args, dtype):
     return rows
 
 
-def model_rows(args, dtype):
+def uvw_rows(args, dtype):
     rows = []
-    params = dict(n_features=32, l_max=1, n_interactions=3, n_basis=8, radial_hidden=64, radial_layers=2)
     for name, species, atoms in (("toluene (15 atoms)", ["H", "C"], structure("toluene")),
                                  ("Cu fcc (500 atoms)", ["Cu"], structure("cu", 5))):
+        graph = atoms_to_graph(atoms, species, 5.0)
+        n, e = graph.species.shape[0], graph.edge_index.shape[1]
+        with float64_construction():
+            hidden = irreps_up_to(8, 2)
+            layer = SE3AttentionLayer(hidden, hidden, o3.Irreps.spherical_harmonics(4), n_heads=8, head_features=2,
+                                      n_basis=8, radial_hidden=32, radial_layers=2, si_hidden=32, nonlinearity=True)
+        layer = layer.to(dtype)
+        tables = value_key_tables(layer.value_tp, layer.key_tp)
+        edge_vec = graph.to(dtype).edge_vec()
+        _, group = reverse_edge_groups(graph.edge_index, edge_vec)
+        n_pairs = int(group.max()) + 1
+        gen = torch.Generator().manual_seed(0)
+        h = torch.randn(n, hidden.dim, dtype=dtype, generator=gen)
+        sh = torch.randn(e, o3.Irreps.spherical_harmonics(4).dim, dtype=dtype, generator=gen)
+        w = torch.randn(n_pairs, layer.value_tp.weight_numel + layer.key_tp.weight_numel, dtype=dtype, generator=gen)
+        nbr = graph.edge_index[1]
+
+        def e3nn_call():
+            x = [t.clone().requires_grad_(True) for t in (h, sh, w)]
+            w_v, w_k = torch.split(x[2], [layer.value_tp.weight_numel, layer.key_tp.weight_numel], dim=1)
+            h_j = x[0].index_select(0, nbr)
+            out = torch.cat([layer.value_tp(h_j, x[1], w_v.index_select(0, group)),
+                             layer.key_tp(h_j, x[1], w_k.index_select(0, group))], dim=1)
+            torch.autograd.grad(out.sum(), x)
+
+        def ops_call():
+            x = [t.clone().requires_grad_(True) for t in (h, sh, w)]
+            out = torch.ops.mlff.tp_uvw(x[0], x[1], x[2], nbr, group, *tables, layer.value_dim + layer.key_dim)
+            torch.autograd.grad(out.sum(), x)
+
+        inner = 20 if n < 100 else 1
+        t_ref, t_ops = cpu_ms(e3nn_call, args.repeat, inner), cpu_ms(ops_call, args.repeat, inner)
+        rows.append(dict(system=name, what=f"tp_uvw fwd+bwd, se3 values+keys, {e} edges, {n_pairs} pairs",
+                         ref_ms=t_ref, ops_ms=t_ops))
+    return rows
+
+
+MODELS = {
+    "nequip": ("32x l≤1, 3 layers",
+               dict(n_features=32, l_max=1, n_interactions=3, n_basis=8, radial_hidden=64, radial_layers=2)),
+    "se3_transformer": ("8x l≤2, 3 layers, 8 heads", dict(n_features=8, l_max=2, n_layers=3, n_heads=8, head_features=2)),
+}
+
+
+def model_rows(args, dtype):
+    rows = []
+    for (kind, (label, params)), (name, species, atoms) in itertools.product(
+            MODELS.items(), (("toluene (15 atoms)", ["H", "C"], structure("toluene")),
+                             ("Cu fcc (500 atoms)", ["Cu"], structure("cu", 5)))):
         batch = collate([atoms_to_graph(atoms, species, 5.0)]).to(dtype)
         batch.forces = torch.zeros(len(atoms), 3, dtype=dtype)
         inner = 10 if len(atoms) < 100 else 1
         times = {}
         for impl in ("e3nn", "ops"):
             torch.manual_seed(0)
-            model = build_model("nequip", species, 5.0, dtype, implementation=impl, **params)
+            model = build_model(kind, species, 5.0, dtype, implementation=impl, **params)
             with torch.no_grad():
                 for p in model.parameters():
                     p.add_(0.1 * torch.randn_like(p))
@@ -95,20 +151,20 @@ def model_rows(args, dtype):
                 torch.autograd.backward(loss, inputs=weights)
 
             times[impl] = (cpu_ms(force_call, args.repeat, inner), cpu_ms(train_step, args.repeat, inner))
-        rows.append(dict(system=name, what="nequip force call (32x l≤1, 3 layers)", ref_ms=times["e3nn"][0],
+        rows.append(dict(system=name, what=f"{kind} force call ({label})", ref_ms=times["e3nn"][0],
                          ops_ms=times["ops"][0]))
-        rows.append(dict(system=name, what="nequip training step", ref_ms=times["e3nn"][1], ops_ms=times["ops"][1]))
+        rows.append(dict(system=name, what=f"{kind} training step", ref_ms=times["e3nn"][1], ops_ms=times["ops"][1]))
     return rows
 
 
 def main() -> None:
     args, dtype = parse_args(__doc__)
-    print(f"mlff tensor-product convolution vs e3nn, {args.dtype}, {args.threads} thread(s), "
+    print(f"mlff tensor products vs e3nn, {args.dtype}, {args.threads} thread(s), "
           f"CPU ms per call (median of {args.repeat})")
     print("| system | what | e3nn (ms) | ops (ms) | e3nn / ops |")
     print("|---|---|---|---|---|")
     rows = []
-    for row in conv_rows(args, dtype) + model_rows(args, dtype):
+    for row in itertools.chain(conv_rows(args, dtype), uvw_rows(args, dtype), model_rows(args, dtype)):
         row["ratio"] = row["ref_ms"] / row["ops_ms"]
         print(f"| {row['system']} | {row['what']} | {row['ref_ms']:.3f} | {row['ops_ms']:.3f} | {row['ratio']:.2f} |",
               flush=True)
