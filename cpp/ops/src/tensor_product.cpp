@@ -239,12 +239,10 @@ at::Tensor tp_jvp(const at::Tensor &uh, const at::Tensor &uy, const at::Tensor &
   auto out = at::empty({L.n_nodes, L.dim_out}, in.h.options());
   AT_DISPATCH_FLOATING_TYPES(in.h.scalar_type(), "mlff_tp_jvp", [&] {
     using D = Dual<scalar_t>;
-    auto cast = [&](const at::Tensor &t) { return t.defined() ? t.to(in.h.scalar_type()).contiguous() : t; };
-    const auto h = make_dual<scalar_t>(in.h, cast(uh)), y = make_dual<scalar_t>(in.y, cast(uy)),
-               w = make_dual<scalar_t>(in.w, cast(uw));
+    const auto d = make_dual_inputs<scalar_t>(in.h, in.y, in.w, uh, uy, uw);
     std::vector<D> res(L.n_nodes * L.dim_out);
     at::parallel_for(0, L.n_nodes, kGrain, [&](int64_t b, int64_t e) {
-      forward_rows<scalar_t, D>(L, by_centre, nbr_of(in).data_ptr<int64_t>(), h.data(), y.data(), w.data(), res.data(), b, e);
+      forward_rows<scalar_t, D>(L, by_centre, nbr_of(in).data_ptr<int64_t>(), d.h.data(), d.y.data(), d.w.data(), res.data(), b, e);
     });
     copy_tangent(res, out);
   });
@@ -262,13 +260,11 @@ std::vector<at::Tensor> tp_hvp(const at::Tensor &grad, const at::Tensor &uh, con
   auto gh = at::empty_like(in.h), gy = at::empty_like(in.y), gw = at::empty_like(in.w);
   AT_DISPATCH_FLOATING_TYPES(in.h.scalar_type(), "mlff_tp_hvp", [&] {
     using D = Dual<scalar_t>;
-    auto cast = [&](const at::Tensor &t) { return t.defined() ? t.to(in.h.scalar_type()).contiguous() : t; };
-    const auto h = make_dual<scalar_t>(in.h, cast(uh)), y = make_dual<scalar_t>(in.y, cast(uy)),
-               w = make_dual<scalar_t>(in.w, cast(uw));
+    const auto d = make_dual_inputs<scalar_t>(in.h, in.y, in.w, uh, uy, uw);
     std::vector<D> rh(in.h.numel()), ry(in.y.numel()), rw(in.w.numel());
     at::parallel_for(0, in.h.size(0), kGrain, [&](int64_t b, int64_t e) {
-      backward_rows<scalar_t, D>(L, by_nbr, centre_of(in).data_ptr<int64_t>(), g.data_ptr<scalar_t>(), h.data(), y.data(),
-                                 w.data(), rh.data(), ry.data(), rw.data(), b, e);
+      backward_rows<scalar_t, D>(L, by_nbr, centre_of(in).data_ptr<int64_t>(), g.data_ptr<scalar_t>(), d.h.data(),
+                                 d.y.data(), d.w.data(), rh.data(), ry.data(), rw.data(), b, e);
     });
     copy_tangent(rh, gh);
     copy_tangent(ry, gy);

@@ -345,11 +345,9 @@ struct TpUvwKernels {
     auto out = at::empty({in.y.size(0), L.dim_out}, in.h.options());
     AT_DISPATCH_FLOATING_TYPES(in.h.scalar_type(), "mlff_tp_uvw_jvp", [&] {
       using D = Dual<scalar_t>;
-      auto cast = [&](const at::Tensor &t) { return t.defined() ? t.to(in.h.scalar_type()).contiguous() : t; };
-      const auto h = make_dual<scalar_t>(in.h, cast(uh)), y = make_dual<scalar_t>(in.y, cast(uy)),
-                 w = make_dual<scalar_t>(in.w, cast(uw));
+      const auto d = make_dual_inputs<scalar_t>(in.h, in.y, in.w, uh, uy, uw);
       std::vector<D> res(out.numel());
-      Run<scalar_t, D>{L, in, h.data(), y.data(), w.data()}.forward(res.data());
+      Run<scalar_t, D>{L, in, d.h.data(), d.y.data(), d.w.data()}.forward(res.data());
       copy_tangent(res, out);
     });
     return out;
@@ -365,11 +363,9 @@ struct TpUvwKernels {
     auto gh = at::empty_like(in.h), gy = at::empty_like(in.y), gw = at::empty_like(in.w);
     AT_DISPATCH_FLOATING_TYPES(in.h.scalar_type(), "mlff_tp_uvw_hvp", [&] {
       using D = Dual<scalar_t>;
-      auto cast = [&](const at::Tensor &t) { return t.defined() ? t.to(in.h.scalar_type()).contiguous() : t; };
-      const auto h = make_dual<scalar_t>(in.h, cast(uh)), y = make_dual<scalar_t>(in.y, cast(uy)),
-                 w = make_dual<scalar_t>(in.w, cast(uw));
+      const auto d = make_dual_inputs<scalar_t>(in.h, in.y, in.w, uh, uy, uw);
       std::vector<D> rh(in.h.numel()), ry(in.y.numel()), rw(in.w.numel());
-      Run<scalar_t, D>{L, in, h.data(), y.data(), w.data()}.backward(g.data_ptr<scalar_t>(), rh.data(), ry.data(),
+      Run<scalar_t, D>{L, in, d.h.data(), d.y.data(), d.w.data()}.backward(g.data_ptr<scalar_t>(), rh.data(), ry.data(),
                                                                      rw.data());
       copy_tangent(rh, gh);
       copy_tangent(ry, gy);
