@@ -50,7 +50,7 @@ struct Layout {
 // paths [K, 7] int64: off_h, dim_h, mul, off_y, off_out, dim_out, off_w
 // coeff_index [nnz, 4] int64: path, m1, m2, m3;  coeff [nnz] float64
 Layout make_layout(const at::Tensor &paths, const at::Tensor &coeff_index, const at::Tensor &coeff,
-                   int64_t dim_h, int64_t dim_y, int64_t dim_out, int64_t n_w, int64_t n_nodes)
+                   int64_t dim_h, int64_t dim_y, int64_t n_w, int64_t n_nodes)
 {
   TORCH_CHECK(paths.dim() == 2 && paths.size(1) == 7, "mlff::tp_conv: paths must be [K, 7], got ", paths.sizes());
   TORCH_CHECK(coeff_index.dim() == 2 && coeff_index.size(1) == 4 && coeff.dim() == 1 &&
@@ -62,16 +62,15 @@ Layout make_layout(const at::Tensor &paths, const at::Tensor &coeff_index, const
   Layout L;
   L.dim_h = dim_h;
   L.dim_y = dim_y;
-  L.dim_out = dim_out;
   L.n_w = n_w;
   L.n_nodes = n_nodes;
   const int64_t *pp = p.data_ptr<int64_t>();
   for (int64_t k = 0; k < p.size(0); ++k) {
     const int64_t *r = pp + 7 * k;
     Path path{r[0], r[1], r[2], r[3], r[4], r[5], r[6], {}, {}, {}, {}};
-    TORCH_CHECK(path.off_h + path.mul * path.dim_h <= dim_h && path.off_out + path.mul * path.dim_out <= dim_out &&
-                    path.off_w + path.mul <= n_w,
-                "mlff::tp_conv: path ", k, " reaches outside the feature, output or weight layout");
+    TORCH_CHECK(path.off_h + path.mul * path.dim_h <= dim_h && path.off_w + path.mul <= n_w,
+                "mlff::tp_conv: path ", k, " reaches outside the feature or weight layout");
+    L.dim_out = std::max(L.dim_out, path.off_out + path.mul * path.dim_out);    // the output ends with its last block
     L.paths.push_back(path);
   }
   const int64_t *ip = ci.data_ptr<int64_t>();
@@ -163,17 +162,9 @@ void backward_rows(const Layout &L, const Csr &by_nbr, const int64_t *centre, co
 const at::Tensor &centre_of(const TpInputs &in) { return in.index0; }
 const at::Tensor &nbr_of(const TpInputs &in) { return in.index1; }
 
-int64_t dim_out(const TpTables &a)
-{
-  auto p = a.paths.to(at::kCPU, at::kLong);
-  int64_t d = 0;
-  for (int64_t k = 0; k < p.size(0); ++k) d = std::max(d, p[k][4].item<int64_t>() + p[k][2].item<int64_t>() * p[k][5].item<int64_t>());
-  return d;
-}
-
 Layout layout(const TpInputs &in, const TpTables &a)
 {
-  return make_layout(a.paths, a.coeff_index, a.coeff, in.h.size(1), in.y.size(1), dim_out(a), in.w.size(1), a.size);
+  return make_layout(a.paths, a.coeff_index, a.coeff, in.h.size(1), in.y.size(1), in.w.size(1), a.size);
 }
 
 constexpr int64_t kGrain = 8;
@@ -187,8 +178,8 @@ std::vector<at::Tensor> tp_cuda(const TpInputs &in, const TpTables &a, const at:
   (void)layout(in, a);    // validates the tables
   // a tangent run with no tangent given is the zero tangent, not the plain kernel
   const at::Tensor zh = tangents && !uh.defined() && !uy.defined() && !uw.defined() ? at::zeros_like(in.h) : uh;
-  return cuda_glue::tp_conv(in.h, in.y, in.w, zh, uy, uw, grad, centre_of(in), nbr_of(in), a.size, a.paths, a.coeff_index,
-                            a.coeff);
+  return cuda_glue::tp_conv(in.h, in.y, in.w, zh, uy, uw, grad, centre_of(in), nbr_of(in), a.size, a.paths,
+                            a.coeff_index, a.coeff);
 #else
   TORCH_CHECK(false, "mlff::tp_conv: libmlff_ops.so was built without CUDA kernels; got a tensor on ", in.h.device(),
               " (rebuild with scripts/build_plugin.sh where torch has CUDA)");
@@ -196,101 +187,91 @@ std::vector<at::Tensor> tp_cuda(const TpInputs &in, const TpTables &a, const at:
 #endif
 }
 
-at::Tensor tp_forward(const TpInputs &in, const TpTables &a)
-{
-  if (in.h.is_cuda()) return tp_cuda(in, a, {}, {}, {}, {}, false)[0];
-  const Layout L = layout(in, a);
-  const Csr by_centre = group(centre_of(in).data_ptr<int64_t>(), centre_of(in).size(0), L.n_nodes, "centre");
-  auto out = at::zeros({L.n_nodes, L.dim_out}, in.h.options());
-  AT_DISPATCH_FLOATING_TYPES(in.h.scalar_type(), "mlff_tp_forward", [&] {
-    at::parallel_for(0, L.n_nodes, kGrain, [&](int64_t b, int64_t e) {
-      forward_rows<scalar_t, scalar_t>(L, by_centre, nbr_of(in).data_ptr<int64_t>(), in.h.data_ptr<scalar_t>(),
-                                       in.y.data_ptr<scalar_t>(), in.w.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), b, e);
-    });
-  });
-  return out;
-}
-
-std::vector<at::Tensor> tp_backward(const at::Tensor &grad, const TpInputs &in, const TpTables &a)
-{
-  if (in.h.is_cuda()) return tp_cuda(in, a, {}, {}, {}, grad, false);
-  const Layout L = layout(in, a);
-  const Csr by_nbr = group(nbr_of(in).data_ptr<int64_t>(), nbr_of(in).size(0), in.h.size(0), "neighbour");
-  auto g = grad.to(in.h.scalar_type()).contiguous();
-  TORCH_CHECK(g.size(0) == L.n_nodes && g.size(1) == L.dim_out, "mlff::tp_conv: gradient must be [", L.n_nodes, ", ",
-              L.dim_out, "]");
-  auto gh = at::zeros_like(in.h), gy = at::zeros_like(in.y), gw = at::zeros_like(in.w);
-  AT_DISPATCH_FLOATING_TYPES(in.h.scalar_type(), "mlff_tp_backward", [&] {
-    at::parallel_for(0, in.h.size(0), kGrain, [&](int64_t b, int64_t e) {
-      backward_rows<scalar_t, scalar_t>(L, by_nbr, centre_of(in).data_ptr<int64_t>(), g.data_ptr<scalar_t>(),
-                                        in.h.data_ptr<scalar_t>(), in.y.data_ptr<scalar_t>(), in.w.data_ptr<scalar_t>(),
-                                        gh.data_ptr<scalar_t>(), gy.data_ptr<scalar_t>(), gw.data_ptr<scalar_t>(), b, e);
-    });
-  });
-  return {gh, gy, gw};
-}
-
-// d/dε F(h + ε u_h, Y + ε u_y, W + ε u_w): the gradient w.r.t. g of the backward's outputs
-at::Tensor tp_jvp(const at::Tensor &uh, const at::Tensor &uy, const at::Tensor &uw, const TpInputs &in, const TpTables &a)
-{
-  if (in.h.is_cuda()) return tp_cuda(in, a, uh, uy, uw, {}, true)[0];
-  const Layout L = layout(in, a);
-  const Csr by_centre = group(centre_of(in).data_ptr<int64_t>(), centre_of(in).size(0), L.n_nodes, "centre");
-  auto out = at::empty({L.n_nodes, L.dim_out}, in.h.options());
-  AT_DISPATCH_FLOATING_TYPES(in.h.scalar_type(), "mlff_tp_jvp", [&] {
-    using D = Dual<scalar_t>;
-    const auto d = make_dual_inputs<scalar_t>(in.h, in.y, in.w, uh, uy, uw);
-    std::vector<D> res(L.n_nodes * L.dim_out);
-    at::parallel_for(0, L.n_nodes, kGrain, [&](int64_t b, int64_t e) {
-      forward_rows<scalar_t, D>(L, by_centre, nbr_of(in).data_ptr<int64_t>(), d.h.data(), d.y.data(), d.w.data(), res.data(), b, e);
-    });
-    copy_tangent(res, out);
-  });
-  return out;
-}
-
-// d/dε of the backward at (h + ε u_h, Y + ε u_y, W + ε u_w), g fixed: the gradients w.r.t. (h, Y, W)
-std::vector<at::Tensor> tp_hvp(const at::Tensor &grad, const at::Tensor &uh, const at::Tensor &uy,
-                               const at::Tensor &uw, const TpInputs &in, const TpTables &a)
-{
-  if (in.h.is_cuda()) return tp_cuda(in, a, uh, uy, uw, grad, true);
-  const Layout L = layout(in, a);
-  const Csr by_nbr = group(nbr_of(in).data_ptr<int64_t>(), nbr_of(in).size(0), in.h.size(0), "neighbour");
-  auto g = grad.to(in.h.scalar_type()).contiguous();
-  auto gh = at::empty_like(in.h), gy = at::empty_like(in.y), gw = at::empty_like(in.w);
-  AT_DISPATCH_FLOATING_TYPES(in.h.scalar_type(), "mlff_tp_hvp", [&] {
-    using D = Dual<scalar_t>;
-    const auto d = make_dual_inputs<scalar_t>(in.h, in.y, in.w, uh, uy, uw);
-    std::vector<D> rh(in.h.numel()), ry(in.y.numel()), rw(in.w.numel());
-    at::parallel_for(0, in.h.size(0), kGrain, [&](int64_t b, int64_t e) {
-      backward_rows<scalar_t, D>(L, by_nbr, centre_of(in).data_ptr<int64_t>(), g.data_ptr<scalar_t>(), d.h.data(),
-                                 d.y.data(), d.w.data(), rh.data(), ry.data(), rw.data(), b, e);
-    });
-    copy_tangent(rh, gh);
-    copy_tangent(ry, gy);
-    copy_tangent(rw, gw);
-  });
-  return {gh, gy, gw};
-}
-
 struct TpConvKernels {
   static constexpr const char *name = "mlff::tp_conv";
-  static at::Tensor forward(const TpInputs &in, const TpTables &a) { return tp_forward(in, a); }
-  static std::vector<at::Tensor> backward(const at::Tensor &g, const TpInputs &in, const TpTables &a)
+
+  static at::Tensor forward(const TpInputs &in, const TpTables &a)
   {
-    return tp_backward(g, in, a);
+    if (in.h.is_cuda()) return tp_cuda(in, a, {}, {}, {}, {}, false)[0];
+    const Layout L = layout(in, a);
+    const Csr by_centre = group(centre_of(in).data_ptr<int64_t>(), centre_of(in).size(0), L.n_nodes, "centre");
+    auto out = at::zeros({L.n_nodes, L.dim_out}, in.h.options());
+    AT_DISPATCH_FLOATING_TYPES(in.h.scalar_type(), "mlff_tp_forward", [&] {
+      at::parallel_for(0, L.n_nodes, kGrain, [&](int64_t b, int64_t e) {
+        forward_rows<scalar_t, scalar_t>(L, by_centre, nbr_of(in).data_ptr<int64_t>(), in.h.data_ptr<scalar_t>(),
+                                         in.y.data_ptr<scalar_t>(), in.w.data_ptr<scalar_t>(),
+                                         out.data_ptr<scalar_t>(), b, e);
+      });
+    });
+    return out;
   }
+
+  static std::vector<at::Tensor> backward(const at::Tensor &grad, const TpInputs &in, const TpTables &a)
+  {
+    if (in.h.is_cuda()) return tp_cuda(in, a, {}, {}, {}, grad, false);
+    const Layout L = layout(in, a);
+    const Csr by_nbr = group(nbr_of(in).data_ptr<int64_t>(), nbr_of(in).size(0), in.h.size(0), "neighbour");
+    auto g = grad.to(in.h.scalar_type()).contiguous();
+    TORCH_CHECK(g.size(0) == L.n_nodes && g.size(1) == L.dim_out, "mlff::tp_conv: gradient must be [", L.n_nodes, ", ",
+                L.dim_out, "]");
+    auto gh = at::zeros_like(in.h), gy = at::zeros_like(in.y), gw = at::zeros_like(in.w);
+    AT_DISPATCH_FLOATING_TYPES(in.h.scalar_type(), "mlff_tp_backward", [&] {
+      at::parallel_for(0, in.h.size(0), kGrain, [&](int64_t b, int64_t e) {
+        backward_rows<scalar_t, scalar_t>(L, by_nbr, centre_of(in).data_ptr<int64_t>(), g.data_ptr<scalar_t>(),
+                                          in.h.data_ptr<scalar_t>(), in.y.data_ptr<scalar_t>(),
+                                          in.w.data_ptr<scalar_t>(), gh.data_ptr<scalar_t>(),
+                                          gy.data_ptr<scalar_t>(), gw.data_ptr<scalar_t>(), b, e);
+      });
+    });
+    return {gh, gy, gw};
+  }
+
+  // d/dε F(h + ε u_h, Y + ε u_y, W + ε u_w): the gradient w.r.t. g of the backward's outputs
   static at::Tensor jvp(const at::Tensor &uh, const at::Tensor &uy, const at::Tensor &uw, const TpInputs &in,
                         const TpTables &a)
   {
-    return tp_jvp(uh, uy, uw, in, a);
+    if (in.h.is_cuda()) return tp_cuda(in, a, uh, uy, uw, {}, true)[0];
+    const Layout L = layout(in, a);
+    const Csr by_centre = group(centre_of(in).data_ptr<int64_t>(), centre_of(in).size(0), L.n_nodes, "centre");
+    auto out = at::empty({L.n_nodes, L.dim_out}, in.h.options());
+    AT_DISPATCH_FLOATING_TYPES(in.h.scalar_type(), "mlff_tp_jvp", [&] {
+      using D = Dual<scalar_t>;
+      const auto d = make_dual_inputs<scalar_t>(in.h, in.y, in.w, uh, uy, uw);
+      std::vector<D> res(L.n_nodes * L.dim_out);
+      at::parallel_for(0, L.n_nodes, kGrain, [&](int64_t b, int64_t e) {
+        forward_rows<scalar_t, D>(L, by_centre, nbr_of(in).data_ptr<int64_t>(), d.h.data(), d.y.data(), d.w.data(),
+                                  res.data(), b, e);
+      });
+      copy_tangent(res, out);
+    });
+    return out;
   }
-  static std::vector<at::Tensor> hvp(const at::Tensor &g, const at::Tensor &uh, const at::Tensor &uy,
-                                     const at::Tensor &uw, const TpInputs &in, const TpTables &a)
+
+  // d/dε of the backward at (h + ε u_h, Y + ε u_y, W + ε u_w), g fixed: the gradients w.r.t. (h, Y, W)
+  static std::vector<at::Tensor> hvp(const at::Tensor &grad, const at::Tensor &uh, const at::Tensor &uy,
+                                        const at::Tensor &uw, const TpInputs &in, const TpTables &a)
   {
-    return tp_hvp(g, uh, uy, uw, in, a);
+    if (in.h.is_cuda()) return tp_cuda(in, a, uh, uy, uw, grad, true);
+    const Layout L = layout(in, a);
+    const Csr by_nbr = group(nbr_of(in).data_ptr<int64_t>(), nbr_of(in).size(0), in.h.size(0), "neighbour");
+    auto g = grad.to(in.h.scalar_type()).contiguous();
+    auto gh = at::empty_like(in.h), gy = at::empty_like(in.y), gw = at::empty_like(in.w);
+    AT_DISPATCH_FLOATING_TYPES(in.h.scalar_type(), "mlff_tp_hvp", [&] {
+      using D = Dual<scalar_t>;
+      const auto d = make_dual_inputs<scalar_t>(in.h, in.y, in.w, uh, uy, uw);
+      std::vector<D> rh(in.h.numel()), ry(in.y.numel()), rw(in.w.numel());
+      at::parallel_for(0, in.h.size(0), kGrain, [&](int64_t b, int64_t e) {
+        backward_rows<scalar_t, D>(L, by_nbr, centre_of(in).data_ptr<int64_t>(), g.data_ptr<scalar_t>(), d.h.data(),
+                                   d.y.data(), d.w.data(), rh.data(), ry.data(), rw.data(), b, e);
+      });
+      copy_tangent(rh, gh);
+      copy_tangent(ry, gy);
+      copy_tangent(rw, gw);
+    });
+    return {gh, gy, gw};
   }
 };
+
 
 }    // namespace
 
