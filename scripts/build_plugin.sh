@@ -41,7 +41,7 @@ cmake --build "$BUILD_DIR" -j "$JOBS"
 bash "$ROOT/scripts/install_built.sh" "$BUILD_DIR"
 
 LIBDIR="$ROOT/python/mlff/lib"
-for f in mlffplugin.so libmlff_pair.so libmlff_ops.so; do
+for f in mlffplugin.so libmlff_pair.so libmlff_ops.so libmlff_cuda_emulation.so; do
   if [ ! -f "$LIBDIR/$f" ]; then
     echo "build_plugin.sh: build finished but $LIBDIR/$f is missing" >&2
     exit 1

@@ -11,7 +11,7 @@ STAGE="$(mktemp -d)"
 trap 'rm -rf "$STAGE"' EXIT
 DESTDIR="$STAGE" cmake --install "$BUILD_DIR" >/dev/null
 mkdir -p "$LIBDIR"
-for f in mlffplugin.so libmlff_pair.so libmlff_ops.so; do
+for f in mlffplugin.so libmlff_pair.so libmlff_ops.so libmlff_cuda_emulation.so; do
   src="$STAGE$LIBDIR/$f"
   [ -f "$src" ] || { echo "install_built.sh: $f was not installed by $BUILD_DIR" >&2; exit 1; }
   cp "$src" "$LIBDIR/.$f.new"

@@ -5,8 +5,6 @@
 #include "launch.cuh"
 #include "mlff/cuda/kernels.h"
 
-#include <cuda_runtime.h>
-
 
 namespace mlff {
 namespace cuda {
@@ -246,7 +244,7 @@ template <typename T>
 void sf_forward(const SfArgs &a, const T *vec, T *out, cudaStream_t stream)
 {
   if (a.n_atoms == 0) return;
-  forward_kernel<typename ScalarOf<T>::type, T><<<blocks(a.n_atoms), kThreads, 0, stream>>>(a, vec, out);
+  MLFF_LAUNCH(blocks(a.n_atoms), kThreads, stream, forward_kernel<typename ScalarOf<T>::type, T>)(a, vec, out);
   check(cudaGetLastError(), "symmetry_functions forward");
 }
 
@@ -254,7 +252,7 @@ template <typename T, typename S>
 void sf_backward(const SfArgs &a, const T *vec, const S *grad, T *gvec, cudaStream_t stream)
 {
   if (a.n_atoms == 0) return;
-  backward_kernel<S, T><<<blocks(a.n_atoms), kThreads, 0, stream>>>(a, vec, grad, gvec);
+  MLFF_LAUNCH(blocks(a.n_atoms), kThreads, stream, backward_kernel<S, T>)(a, vec, grad, gvec);
   check(cudaGetLastError(), "symmetry_functions backward");
 }
 

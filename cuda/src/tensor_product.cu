@@ -6,10 +6,6 @@
 #include "launch.cuh"
 #include "mlff/cuda/kernels.h"
 
-#include <cuda_runtime.h>
-
-#include <algorithm>
-
 namespace mlff {
 namespace cuda {
 namespace {
@@ -77,20 +73,14 @@ __global__ void backward_kernel(TpArgs a, const S *g, const T *h, const T *y, co
 }
 
 
-inline unsigned threads_for(int64_t max_mul)    // whole warps covering the widest path
-{
-  return static_cast<unsigned>(std::min<int64_t>(256, std::max<int64_t>(32, (max_mul + 31) / 32 * 32)));
-}
-
-
 }    // namespace
 
 template <typename T>
 void tp_forward(const TpArgs &a, const T *h, const T *y, const T *w, T *out, cudaStream_t stream)
 {
   if (a.n_nodes == 0) return;
-  forward_kernel<typename ScalarOf<T>::type, T>
-      <<<static_cast<unsigned>(a.n_nodes), threads_for(a.max_mul), 0, stream>>>(a, h, y, w, out);
+  MLFF_LAUNCH(static_cast<unsigned>(a.n_nodes), threads_for(a.max_mul), stream,
+              forward_kernel<typename ScalarOf<T>::type, T>)(a, h, y, w, out);
   check(cudaGetLastError(), "tp_conv forward");
 }
 
@@ -99,8 +89,8 @@ void tp_backward(const TpArgs &a, const S *g, const T *h, const T *y, const T *w
                  cudaStream_t stream)
 {
   if (a.n_h_nodes == 0) return;
-  backward_kernel<S, T><<<static_cast<unsigned>(a.n_h_nodes), threads_for(a.max_mul), 0, stream>>>(a, g, h, y, w, gh,
-                                                                                                    gy, gw);
+  MLFF_LAUNCH(static_cast<unsigned>(a.n_h_nodes), threads_for(a.max_mul), stream, backward_kernel<S, T>)(a, g, h, y, w,
+                                                                                                     gh, gy, gw);
   check(cudaGetLastError(), "tp_conv backward");
 }
 

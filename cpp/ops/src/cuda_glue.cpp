@@ -1,18 +1,37 @@
 // Torch glue of the CUDA kernels (see cuda_glue.h and cuda/include/mlff/cuda/kernels.h):
 // builds the edge groupings on the device, uploads the small parameter tables, packs
 // value/tangent pairs as Dual numbers ([..., 2] tensors) and launches on the current stream.
+//
+// With MLFF_CUDA_HOST_EMULATION (cuda/host_emulation/) the same glue drives the kernels'
+// host emulation on CPU tensors, which is how CI tests both without a GPU.
 #include "cuda_glue.h"
 
 #include "mlff/cuda/kernels.h"
 #include "mlff/dual.h"
 
 #include <ATen/ATen.h>
+#ifndef MLFF_CUDA_HOST_EMULATION
 #include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAGuard.h>
+#endif
 
 namespace mlff {
 namespace cuda_glue {
 namespace {
+
+// the tensors' device made current, and the stream to launch on
+#ifdef MLFF_CUDA_HOST_EMULATION
+struct DeviceScope {
+  explicit DeviceScope(const at::Device &) {}
+  cudaStream_t stream() const { return nullptr; }
+};
+#else
+struct DeviceScope {
+  c10::cuda::CUDAGuard guard;
+  explicit DeviceScope(const at::Device &device) : guard(device) {}
+  cudaStream_t stream() const { return c10::cuda::getCurrentCUDAStream().stream(); }
+};
+#endif
 
 struct Csr {
   at::Tensor offset, order;
@@ -45,8 +64,8 @@ at::Tensor symmetry_functions(const at::Tensor &vec_in, const at::Tensor &tangen
                               const at::Tensor &radial, const at::Tensor &angular, double r_c, int64_t cutoff,
                               double gamma)
 {
-  const c10::cuda::CUDAGuard guard(vec_in.device());
-  auto stream = c10::cuda::getCurrentCUDAStream().stream();
+  const DeviceScope scope(vec_in.device());
+  auto stream = scope.stream();
   auto vec = vec_in.contiguous();
   const auto dev = vec.device();
   auto rad = radial.to(dev, at::kDouble).contiguous();
@@ -94,8 +113,8 @@ std::vector<at::Tensor> tp_conv(const at::Tensor &h_in, const at::Tensor &y_in, 
                                 int64_t n_nodes, const at::Tensor &paths, const at::Tensor &coeff_index,
                                 const at::Tensor &coeff)
 {
-  const c10::cuda::CUDAGuard guard(h_in.device());
-  auto stream = c10::cuda::getCurrentCUDAStream().stream();
+  const DeviceScope scope(h_in.device());
+  auto stream = scope.stream();
   auto h = h_in.contiguous(), y = y_in.contiguous(), w = w_in.contiguous();
   const auto dev = h.device();
   // tables: per-path ranges of the (path-sorted) coefficients, computed on the host

@@ -11,7 +11,11 @@
 #ifndef MLFF_CUDA_KERNELS_H
 #define MLFF_CUDA_KERNELS_H
 
+#ifdef MLFF_CUDA_HOST_EMULATION
+#include "mlff/cuda/host_emulation.h"
+#else
 #include <cuda_runtime_api.h>
+#endif
 
 #include <cstdint>
 
