@@ -25,7 +25,7 @@ STUB="$(mktemp -d)"
 trap 'rm -rf "$STUB"' EXIT
 mkdir -p "$STUB/c10/cuda/impl"
 echo '#pragma once' > "$STUB/c10/cuda/impl/cuda_cmake_macros.h"
-for src in cuda_glue.cpp symmetry_functions.cpp tensor_product.cpp registration.cpp; do
+for src in cuda_glue.cpp symmetry_functions.cpp tensor_product.cpp tensor_product_uvw.cpp registration.cpp; do
   "${CXX:-c++}" -std=c++17 -fsyntax-only -DMLFF_WITH_CUDA -isystem "$STUB" -isystem "$TORCH_INC" \
     -isystem "$TORCH_INC/torch/csrc/api/include" -I"$ROOT/cpp/ops/include" -I"$ROOT/cuda/include" -isystem "$CUDA_INC" \
     "$ROOT/cpp/ops/src/$src"

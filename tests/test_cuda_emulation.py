@@ -20,7 +20,7 @@ import os
 
 import pytest
 import torch
-from test_tensor_product_ops import CASES, conv_case
+from test_tensor_product_ops import CASES, UVW_CASES, conv_case, uvw_case
 
 from mlff import ops
 from mlff.data.molecules import molecule
@@ -120,3 +120,28 @@ def test_tp_conv_emulated_kernels(emulated, case, dtype):
     only_y = [zero[0], tangents[1], zero[2]]
     ref_y = cpu_derivatives(cpu, [h, sh, w], grad, only_y)
     assert_all_close(emulated.tp_conv(h, sh, w, None, tangents[1], None, grad, *idx), ref_y[3], dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("case", list(UVW_CASES))
+def test_tp_uvw_emulated_kernels(emulated, case, dtype):
+    # more nodes than edges reach: some nodes have no edges, so their gradient rows must be zero
+    tp, h, sh, w, neighbour, group = uvw_case(*UVW_CASES[case], n_nodes=40)
+    h, sh, w = (t.to(dtype) for t in (h, sh, w))
+    tables = tensor_product_tables(tp)
+    dim_out = tp.irreps_out.dim
+
+    def cpu(h, sh, w):
+        return torch.ops.mlff.tp_uvw(h, sh, w, neighbour, group, *tables, dim_out)
+
+    out = cpu(h, sh, w)
+    grad, *tangents = random_like([out, h, sh, w], seed=2)
+    ref_out, ref_vjp, ref_jvp, ref_hvp = cpu_derivatives(cpu, [h, sh, w], grad, tangents)
+    idx = (neighbour, group, *tables, dim_out)
+    assert_all_close(emulated.tp_uvw(h, sh, w, None, None, None, None, *idx), [ref_out], dtype)
+    assert_all_close(emulated.tp_uvw(h, sh, w, None, None, None, grad, *idx), ref_vjp, dtype)
+    assert_all_close(emulated.tp_uvw(h, sh, w, *tangents, None, *idx), [ref_jvp], dtype)
+    assert_all_close(emulated.tp_uvw(h, sh, w, *tangents, grad, *idx), ref_hvp, dtype)
+    zero = [torch.zeros_like(t) for t in tangents]
+    ref_w = cpu_derivatives(cpu, [h, sh, w], grad, [zero[0], zero[1], tangents[2]])
+    assert_all_close(emulated.tp_uvw(h, sh, w, None, None, tangents[2], grad, *idx), ref_w[3], dtype)

@@ -1,9 +1,11 @@
 """The CUDA kernels (cuda/) against the CPU kernels: values, gradients and second
-derivatives of torch.ops.mlff.symmetry_functions and torch.ops.mlff.tp_conv.
+derivatives of torch.ops.mlff.symmetry_functions, torch.ops.mlff.tp_conv and
+torch.ops.mlff.tp_uvw, and the se3_transformer model on either device.
 
 Runs only where torch has a GPU and libmlff_ops.so was built with the CUDA kernels (the
 lent GPU machine; see docs/results.md for its results). Elsewhere every test is skipped;
-CI instead proves that the CUDA sources compile (scripts/check_cuda.sh)."""
+CI instead proves that the CUDA sources compile (scripts/check_cuda.sh) and runs the
+kernels' host emulation (tests/test_cuda_emulation.py)."""
 
 from __future__ import annotations
 
@@ -69,3 +71,36 @@ def test_tp_conv_cuda_equals_cpu(dtype):
 
     for a, b in zip(run("cpu"), run("cuda")):
         torch.testing.assert_close(b, a, **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_tp_uvw_cuda_equals_cpu(dtype):
+    from test_tensor_product_ops import UVW_CASES, uvw_case
+
+    from mlff.models.equivariant import tensor_product_tables
+
+    tp, h, sh, w, neighbour, group = uvw_case(*UVW_CASES["l3-odd-parity"], n_nodes=40)
+    tables = tensor_product_tables(tp)
+
+    def run(device):
+        def f(h, sh, w):
+            return torch.ops.mlff.tp_uvw(h, sh, w, neighbour.to(device), group.to(device), *tables,
+                                         tp.irreps_out.dim)
+        return second_order(f, [t.to(dtype).to(device) for t in (h, sh, w)])
+
+    for a, b in zip(run("cpu"), run("cuda")):
+        torch.testing.assert_close(b, a, **TOL[dtype])
+
+
+def test_se3_transformer_cuda_equals_cpu():
+    """Energies, forces and force-loss parameter gradients of se3_transformer, whose keys
+    and values run through tp_uvw on either device."""
+    from test_tensor_product_ops import model_outputs
+
+    cpu = model_outputs("se3_transformer", "ops", torch.float64, device="cpu")
+    gpu = model_outputs("se3_transformer", "ops", torch.float64, device="cuda")
+    torch.testing.assert_close(gpu[0].cpu(), cpu[0], rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(gpu[1].cpu(), cpu[1], rtol=1e-10, atol=1e-10)
+    for a, b in zip(cpu[2], gpu[2]):
+        if a is not None:
+            torch.testing.assert_close(b.cpu(), a, rtol=1e-10, atol=1e-10)

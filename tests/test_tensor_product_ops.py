@@ -192,27 +192,32 @@ MODELS = {
 }
 
 
+def model_outputs(kind: str, implementation: str, dtype: torch.dtype, device: str = "cpu"):
+    """Energies, forces and the force-loss parameter gradient (double backward through the
+    convolutions) of a small random model of ``kind`` on two rattled toluene frames."""
+    species = ["H", "C"]
+    frames = [molecule("toluene") for _ in range(2)]
+    for k, a in enumerate(frames):
+        a.rattle(0.1, seed=k)
+    batch = collate([atoms_to_graph(a, species, 4.0) for a in frames]).to(dtype, device)
+    torch.manual_seed(0)
+    model = build_model(kind, species, 4.0, dtype, implementation=implementation, **MODELS[kind])
+    with torch.no_grad():  # non-zero readout so that forces are non-trivial
+        for p in model.parameters():
+            p.add_(0.2 * torch.randn_like(p))
+    model = model.to(device)
+    energy, forces = energy_and_forces(model, batch, create_graph=True)
+    loss = (forces**2).mean() + (0.0 if energy is None else (energy**2).mean())
+    params = [p for p in model.parameters() if p.requires_grad]
+    return energy, forces, torch.autograd.grad(loss, params, allow_unused=True)
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("kind", list(MODELS))
 def test_models_same_output_and_training_gradient(kind, dtype):
     """The model on the kernel equals the model on e3nn: energies, forces and the
     force-loss weight gradient (double backward through the convolutions)."""
-    species = ["H", "C"]
-    frames = [molecule("toluene") for _ in range(2)]
-    for k, a in enumerate(frames):
-        a.rattle(0.1, seed=k)
-    batch = collate([atoms_to_graph(a, species, 4.0) for a in frames]).to(dtype)
-    out = []
-    for impl in ("ops", "e3nn"):
-        torch.manual_seed(0)
-        model = build_model(kind, species, 4.0, dtype, implementation=impl, **MODELS[kind])
-        with torch.no_grad():  # non-zero readout so that forces are non-trivial
-            for p in model.parameters():
-                p.add_(0.2 * torch.randn_like(p))
-        energy, forces = energy_and_forces(model, batch, create_graph=True)
-        loss = (forces**2).mean() + (0.0 if energy is None else (energy**2).mean())
-        params = [p for p in model.parameters() if p.requires_grad]
-        out.append((energy, forces, torch.autograd.grad(loss, params, allow_unused=True)))
+    out = [model_outputs(kind, impl, dtype) for impl in ("ops", "e3nn")]
     tol = TOL[dtype] if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-4)
     assert out[0][1].abs().max() > 1e-3
     if out[0][0] is not None:

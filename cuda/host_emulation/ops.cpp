@@ -31,6 +31,16 @@ std::vector<at::Tensor> tp_conv(const at::Tensor &h, const at::Tensor &y, const 
                                   centre, neighbour, n_nodes, paths, coeff_index, coeff);
 }
 
+std::vector<at::Tensor> tp_uvw(const at::Tensor &h, const at::Tensor &y, const at::Tensor &w,
+                               const std::optional<at::Tensor> &uh, const std::optional<at::Tensor> &uy,
+                               const std::optional<at::Tensor> &uw, const std::optional<at::Tensor> &grad,
+                               const at::Tensor &neighbour, const at::Tensor &group, const at::Tensor &paths,
+                               const at::Tensor &coeff_index, const at::Tensor &coeff, int64_t dim_out)
+{
+  return mlff::cuda_glue::tp_uvw(h, y, w, or_undefined(uh), or_undefined(uy), or_undefined(uw), or_undefined(grad),
+                                 neighbour, group, paths, coeff_index, coeff, dim_out);
+}
+
 }    // namespace
 
 TORCH_LIBRARY(mlff_cuda_emulation, m)
@@ -41,4 +51,7 @@ TORCH_LIBRARY(mlff_cuda_emulation, m)
   m.def("tp_conv(Tensor h, Tensor y, Tensor w, Tensor? uh, Tensor? uy, Tensor? uw, Tensor? grad, Tensor centre, "
         "Tensor neighbour, int n_nodes, Tensor paths, Tensor coeff_index, Tensor coeff) -> Tensor[]",
         &tp_conv);
+  m.def("tp_uvw(Tensor h, Tensor y, Tensor w, Tensor? uh, Tensor? uy, Tensor? uw, Tensor? grad, Tensor neighbour, "
+        "Tensor group, Tensor paths, Tensor coeff_index, Tensor coeff, int dim_out) -> Tensor[]",
+        &tp_uvw);
 }

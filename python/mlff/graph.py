@@ -80,12 +80,16 @@ class Graph:
         pos = self.pos if pos is None else pos
         return pos[self.edge_index[1]] - pos[self.edge_index[0]] + self.shift_vec
 
-    def to(self, dtype: torch.dtype) -> "Graph":
-        """Floating-point fields cast to ``dtype`` (integer fields unchanged)."""
-        cast = lambda t: None if t is None else t.to(dtype)  # noqa: E731
-        return Graph(self.species, cast(self.pos), self.edge_index, cast(self.shift_vec), self.batch,
-                     self.n_atoms, cast(self.cell), cast(self.volume), cast(self.energy),
-                     cast(self.forces), cast(self.stress))
+    def to(self, dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> "Graph":
+        """Floating-point fields cast to ``dtype`` (integer fields keep theirs), and every
+        field moved to ``device``; ``None`` keeps the current one."""
+        def cast(t, floating=True):
+            if t is None:
+                return None
+            return t.to(device=device, dtype=dtype if floating else None)
+        return Graph(cast(self.species, False), cast(self.pos), cast(self.edge_index, False), cast(self.shift_vec),
+                     cast(self.batch, False), cast(self.n_atoms, False), cast(self.cell), cast(self.volume),
+                     cast(self.energy), cast(self.forces), cast(self.stress))
 
 
 def species_indices(atoms: Atoms, species: Sequence[str]) -> np.ndarray:

@@ -282,6 +282,7 @@ at::Tensor tp_conv(const at::Tensor &h, const at::Tensor &sh, const at::Tensor &
   TORCH_CHECK(sh.device() == h.device() && weight.device() == h.device() && centre.device() == h.device() &&
                   neighbour.device() == h.device(),
               "mlff::tp_conv: h, sh, weight, centre and neighbour must be on one device");
+  TORCH_CHECK(h.is_cpu() || h.is_cuda(), "mlff::tp_conv: only CPU and CUDA tensors are supported, got ", h.device());
   TORCH_CHECK(h.dim() == 2 && sh.dim() == 2 && weight.dim() == 2, "mlff::tp_conv: h, sh and weight must be 2-D");
   TORCH_CHECK(h.scalar_type() == sh.scalar_type() && h.scalar_type() == weight.scalar_type() &&
                   (h.scalar_type() == at::kFloat || h.scalar_type() == at::kDouble),

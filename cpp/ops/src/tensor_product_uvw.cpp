@@ -23,7 +23,8 @@
 //             ∂W[u, w] += Σ_m3 t[u, m3] g[w, m3]
 //   double backward: the same kernels on dual numbers (mlff/dual.h), exact.
 // Every output row is written (zeroed first, while in cache) by one task: no atomics,
-// results independent of the thread count.  CPU only (the model falls back to e3nn on other devices).
+// results independent of the thread count.  CUDA tensors go to the GPU kernels of
+// cuda/src/tensor_product_uvw.cu (through cuda_glue.cpp) when the library has them.
 #include "kernel_util.h"
 #include "mlff/ops.h"
 #include "trilinear_autograd.h"
@@ -31,6 +32,11 @@
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/zeros_like.h>
+
+#ifdef MLFF_WITH_CUDA
+#include "cuda_glue.h"
+#endif
 
 #include <algorithm>
 #include <vector>
@@ -266,10 +272,22 @@ void backward_pairs(const Layout &L, const EdgeGroups &by_pair, const int64_t *n
 // TpInputs: index0 = neighbour [E], index1 = group [E] (weight row); TpTables: size = output width
 constexpr int64_t kGrain = 16;
 
-void check_cpu(const TpInputs &in)
+// CUDA tensors: the kernels in cuda/ (grad undefined: {out}; defined: {gh, gy, gw}; with
+// tangents their directional derivatives)
+std::vector<at::Tensor> uvw_cuda(const TpInputs &in, const TpTables &a, const at::Tensor &uh, const at::Tensor &uy,
+                                 const at::Tensor &uw, const at::Tensor &grad, bool tangents)
 {
-  TORCH_CHECK(in.h.is_cpu(), kOp, ": only CPU tensors are supported (got ", in.h.device(),
-              "); models use e3nn on other devices");
+#ifdef MLFF_WITH_CUDA
+  (void)make_layout(in, a);    // validates the tables
+  // a tangent run with no tangent given is the zero tangent, not the plain kernel
+  const at::Tensor zh = tangents && !uh.defined() && !uy.defined() && !uw.defined() ? at::zeros_like(in.h) : uh;
+  return cuda_glue::tp_uvw(in.h, in.y, in.w, zh, uy, uw, grad, in.index0, in.index1, a.paths, a.coeff_index, a.coeff,
+                           a.size);
+#else
+  TORCH_CHECK(false, kOp, ": libmlff_ops.so was built without CUDA kernels; got a tensor on ", in.h.device(),
+              " (rebuild with scripts/build_plugin.sh where torch has CUDA)");
+  return {};
+#endif
 }
 
 template <typename S>
@@ -311,7 +329,7 @@ struct TpUvwKernels {
 
   static at::Tensor forward(const TpInputs &in, const TpTables &a)
   {
-    check_cpu(in);
+    if (in.h.is_cuda()) return uvw_cuda(in, a, {}, {}, {}, {}, false)[0];
     const Layout L = make_layout(in, a);
     auto out = at::empty({in.y.size(0), L.dim_out}, in.h.options());
     AT_DISPATCH_FLOATING_TYPES(in.h.scalar_type(), "mlff_tp_uvw_forward", [&] {
@@ -323,7 +341,7 @@ struct TpUvwKernels {
 
   static std::vector<at::Tensor> backward(const at::Tensor &grad, const TpInputs &in, const TpTables &a)
   {
-    check_cpu(in);
+    if (in.h.is_cuda()) return uvw_cuda(in, a, {}, {}, {}, grad, false);
     const Layout L = make_layout(in, a);
     auto g = grad.to(in.h.scalar_type()).contiguous();
     TORCH_CHECK(g.dim() == 2 && g.size(0) == in.y.size(0) && g.size(1) == L.dim_out, kOp, ": gradient must be [",
@@ -340,7 +358,7 @@ struct TpUvwKernels {
   static at::Tensor jvp(const at::Tensor &uh, const at::Tensor &uy, const at::Tensor &uw, const TpInputs &in,
                         const TpTables &a)
   {
-    check_cpu(in);
+    if (in.h.is_cuda()) return uvw_cuda(in, a, uh, uy, uw, {}, true)[0];
     const Layout L = make_layout(in, a);
     auto out = at::empty({in.y.size(0), L.dim_out}, in.h.options());
     AT_DISPATCH_FLOATING_TYPES(in.h.scalar_type(), "mlff_tp_uvw_jvp", [&] {
@@ -357,7 +375,7 @@ struct TpUvwKernels {
   static std::vector<at::Tensor> hvp(const at::Tensor &grad, const at::Tensor &uh, const at::Tensor &uy,
                                      const at::Tensor &uw, const TpInputs &in, const TpTables &a)
   {
-    check_cpu(in);
+    if (in.h.is_cuda()) return uvw_cuda(in, a, uh, uy, uw, grad, true);
     const Layout L = make_layout(in, a);
     auto g = grad.to(in.h.scalar_type()).contiguous();
     auto gh = at::empty_like(in.h), gy = at::empty_like(in.y), gw = at::empty_like(in.w);
@@ -386,6 +404,7 @@ at::Tensor tp_uvw(const at::Tensor &h, const at::Tensor &sh, const at::Tensor &w
   TORCH_CHECK(sh.device() == h.device() && weight.device() == h.device() && neighbour.device() == h.device() &&
                   group.device() == h.device(),
               kOp, ": h, sh, weight, neighbour and group must be on one device");
+  TORCH_CHECK(h.is_cpu() || h.is_cuda(), kOp, ": only CPU and CUDA tensors are supported, got ", h.device());
   TORCH_CHECK(h.dim() == 2 && sh.dim() == 2 && weight.dim() == 2, kOp, ": h, sh and weight must be 2-D");
   TORCH_CHECK(h.scalar_type() == sh.scalar_type() && h.scalar_type() == weight.scalar_type() &&
                   (h.scalar_type() == at::kFloat || h.scalar_type() == at::kDouble),
@@ -395,7 +414,13 @@ at::Tensor tp_uvw(const at::Tensor &h, const at::Tensor &sh, const at::Tensor &w
   TORCH_CHECK(neighbour.dim() == 1 && group.dim() == 1 && neighbour.size(0) == E && group.size(0) == E, kOp,
               ": neighbour and group must have one entry per row of sh (", E, ")");
   auto nb = neighbour.to(at::kLong).contiguous(), gr = group.to(at::kLong).contiguous();
-  if (h.is_cpu()) {    // checked once here: the kernels index without bounds checks
+  // checked once here: the kernels index without bounds checks
+  if (h.is_cuda()) {
+    TORCH_CHECK(E == 0 || (nb.min().item<int64_t>() >= 0 && nb.max().item<int64_t>() < h.size(0) &&
+                           gr.min().item<int64_t>() >= 0 && gr.max().item<int64_t>() < weight.size(0)),
+                kOp, ": an edge has a neighbour outside [0, ", h.size(0), ") or a weight row outside [0, ",
+                weight.size(0), ")");
+  } else {
     const int64_t *pn = nb.data_ptr<int64_t>(), *pg = gr.data_ptr<int64_t>();
     for (int64_t e = 0; e < E; ++e)
       TORCH_CHECK(pn[e] >= 0 && pn[e] < h.size(0) && pg[e] >= 0 && pg[e] < weight.size(0), kOp, ": edge ", e,

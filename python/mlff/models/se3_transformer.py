@@ -196,7 +196,8 @@ class SE3AttentionLayer(nn.Module):
         n = f.shape[0]
         centre, neighbour = edge_index[0], edge_index[1]
         w = self.radial(radial)  # [pairs, n_w]: one row per atom pair (group maps edges to pairs)
-        if self.use_ops and not f.is_cuda:  # both products in one pass over w, no copies of it
+        # both products in one pass over w, no copies of it (on a GPU if the library has the CUDA kernels)
+        if self.use_ops and (not f.is_cuda or torch.ops.mlff.cuda_built()):
             vk = torch.ops.mlff.tp_uvw(f, sh, w, neighbour, group, self.kv_paths, self.kv_coeff_index,
                                        self.kv_coeff, self.value_dim + self.key_dim)
             v, k = torch.split(vk, [self.value_dim, self.key_dim], dim=1)

@@ -4,7 +4,8 @@
 // toolkit alone, so CI proves that the kernels compile on machines whose torch is the CPU
 // build.  The torch glue (cpp/ops/src/cuda_glue.cpp, built only when torch has CUDA) turns
 // tensors into these arguments; the CPU twins are cpp/ops/src/symmetry_functions.cpp and
-// cpp/ops/src/tensor_product.cpp, which define what every kernel computes.
+// cpp/ops/src/tensor_product.cpp and tensor_product_uvw.cpp, which define what every kernel
+// computes.  cuda/host_emulation/ runs them on the host for tests.
 //
 // Value types T: float, double, Dual<float>, Dual<double> (mlff/dual.h); S is the matching
 // scalar.  The Dual instantiations give the double-backward kernels (see the CPU files).
@@ -63,6 +64,37 @@ void tp_forward(const TpArgs &a, const T *h, const T *y, const T *w, T *out, cud
 template <typename T, typename S>
 void tp_backward(const TpArgs &a, const S *g, const T *h, const T *y, const T *w, T *gh, T *gy, T *gw,
                  cudaStream_t stream);
+
+// ------------------------------------------------------------------ uvw tensor product
+// out[e] = TP_uvw(h[neighbour(e)], Y[e], W[group(e)]) per edge (cpp/ops/src/tensor_product_uvw.cpp).
+// Path k: paths[8k..] = off_h, dim_h, mul_in, off_y, off_out, dim_out, mul_out, off_w; its
+// coefficients as for TpArgs.  The paths that write one output block (same off_out) are
+// out_paths[b .. e); a forward work item (b, e, w) computes output channel w of that block
+// for one edge.  Likewise in_paths / in_items (b, e, u) group the paths that read one input
+// block, for ∂h.  w_path[i] is the path of weight entry i (-1: none).
+constexpr int kMaxIrrepDim = 15;          // l ≤ 7: the per-thread accumulators' size
+struct TpUvwArgs {
+  int64_t n_edges, n_nodes, n_pairs, n_paths, dim_h, dim_y, dim_out, n_w;
+  const int64_t *paths;                   // [K, 8] (device)
+  const int64_t *path_start;              // [K + 1] (device)
+  const int32_t *coeff_m;                 // [nnz, 3] m1, m2, m3 (device)
+  const double *coeff;                    // [nnz] (device)
+  const int64_t *neighbour, *group;       // [E] (device)
+  const int64_t *by_nbr_offset, *by_nbr_order;     // CSR of edges by neighbour node
+  const int64_t *by_pair_offset, *by_pair_order;   // CSR of edges by weight row
+  int64_t n_out_items, n_in_items;
+  const int32_t *out_paths, *out_items;   // [K], [n_out_items, 3] (device)
+  const int32_t *in_paths, *in_items;     // [K], [n_in_items, 3] (device)
+  const int32_t *w_path;                  // [n_w] (device)
+};
+
+// out [E, dim_out] (zeroed by the caller) = TP_uvw per edge
+template <typename T>
+void tp_uvw_forward(const TpUvwArgs &a, const T *h, const T *y, const T *w, T *out, cudaStream_t stream);
+// gh, gy, gw (zeroed by the caller) = gradients of <g, out>
+template <typename T, typename S>
+void tp_uvw_backward(const TpUvwArgs &a, const S *g, const T *h, const T *y, const T *w, T *gh, T *gy, T *gw,
+                     cudaStream_t stream);
 
 }    // namespace cuda
 }    // namespace mlff
