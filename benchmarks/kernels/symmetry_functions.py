@@ -1,6 +1,6 @@
 """Speed of mlff's symmetry-function kernel against the pure-PyTorch path, in one run.
 
-    python benchmarks/kernels/symmetry_functions.py [--threads 1] [--repeat 5] [--json OUT]
+    python benchmarks/kernels/symmetry_functions.py [--threads 1] [--repeat 5] [--device cpu|cuda] [--json OUT]
 
 For each system it times, with both implementations and in the same process:
 
@@ -12,7 +12,8 @@ Systems: toluene, 15 atoms, ``Gs-6-10-1-G4`` at 5 Å with 50-50 networks (the
 ``benchmarks/accuracy`` toluene model; latency), and fcc Cu, 4,000 atoms (10³ cells,
 rattled), ``cu_emt_final`` at 5 Å with 10-10 networks (the accuracy benchmark's Cu
 model; throughput). Timings are the median of ``--repeat`` runs of CPU time per call
-(``time.process_time``, so other load on the machine disturbs them less than wall time).
+(``time.process_time``, so other load on the machine disturbs them less than wall time);
+with ``--device cuda``, of synchronised wall time, on the GPU kernels of ``cuda/``.
 Printed: milliseconds, µs per atom and the ratio ``torch / ops`` (> 1: the kernel is faster).
 """
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 import json
 
 import torch
-from common import cpu_ms, parse_args, structure
+from common import parse_args, structure, time_ms, unit
 
 from mlff.graph import atoms_to_graph, collate
 from mlff.models import build_model
@@ -36,14 +37,15 @@ SYSTEMS = {
 def main() -> None:
     args, dtype = parse_args(__doc__)
     results = []
-    print(f"mlff symmetry functions, {args.dtype}, {args.threads} thread(s), CPU ms per call (median of {args.repeat})")
+    print(f"mlff symmetry functions, {args.dtype}, {args.device}, {args.threads} thread(s), "
+          f"{unit(args.device)} per call (median of {args.repeat})")
     print("| system | what | torch (ms) | ops (ms) | ops µs/atom | torch / ops |")
     print("|---|---|---|---|---|---|")
     for name, spec in SYSTEMS.items():
         atoms = structure(spec["structure"])
         n = len(atoms)
-        batch = collate([atoms_to_graph(atoms, spec["species"], 5.0)]).to(dtype)
-        batch.forces = torch.zeros(n, 3, dtype=dtype)
+        batch = collate([atoms_to_graph(atoms, spec["species"], 5.0)]).to(dtype, args.device)
+        batch.forces = torch.zeros(n, 3, dtype=dtype, device=args.device)
         inner = 20 if n < 100 else 1
         row = {}
         for impl in ("torch", "ops"):
@@ -52,6 +54,7 @@ def main() -> None:
                                 hidden=spec["hidden"], implementation=impl)
             for prm in model.parameters():
                 torch.nn.init.normal_(prm, std=0.1)
+            model = model.to(args.device)
             sf = model.descriptor
             vec = batch.edge_vec().detach()
 
@@ -72,7 +75,7 @@ def main() -> None:
 
             for what, fn in (("descriptor fwd+bwd", descriptor), ("bp force call", force_call),
                              ("bp training step", train_step)):
-                row.setdefault(what, {})[impl] = cpu_ms(fn, args.repeat, inner)
+                row.setdefault(what, {})[impl] = time_ms(fn, args.repeat, inner, args.device)
         for what, t in row.items():
             ratio = t["torch"] / t["ops"]
             print(f"| {name} | {what} | {t['torch']:.3f} | {t['ops']:.3f} | {t['ops'] * 1e3 / n:.2f} | {ratio:.2f} |")
@@ -80,7 +83,7 @@ def main() -> None:
                             "ops_us_per_atom": t["ops"] * 1e3 / n, "ratio": ratio})
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"dtype": args.dtype, "threads": args.threads, "results": results}, fh, indent=1)
+            json.dump({"dtype": args.dtype, "device": args.device, "threads": args.threads, "results": results}, fh, indent=1)
 
 
 if __name__ == "__main__":
