@@ -145,3 +145,28 @@ def test_tp_uvw_emulated_kernels(emulated, case, dtype):
     zero = [torch.zeros_like(t) for t in tangents]
     ref_w = cpu_derivatives(cpu, [h, sh, w], grad, [zero[0], zero[1], tangents[2]])
     assert_all_close(emulated.tp_uvw(h, sh, w, None, None, tangents[2], grad, *idx), ref_w[3], dtype)
+
+
+def test_tp_uvw_glue_rejects_tables_the_kernels_cannot_run(emulated):
+    """The CUDA glue's own table checks (beyond the CPU operator's layout checks): a weight
+    entry shared by two paths, paths of different shapes writing one output block, and an
+    irrep wider than the kernels' accumulators."""
+    tp, h, sh, w, neighbour, group = uvw_case(*UVW_CASES["se3-l2"])
+    paths, coeff_index, coeff = tensor_product_tables(tp)
+    dim_out = tp.irreps_out.dim
+
+    shared = paths.clone()
+    shared[1, 7] = shared[0, 7]  # path 1's weights start where path 0's do
+    with pytest.raises(RuntimeError, match="weight entry 0 belongs to paths 0 and 1"):
+        emulated.tp_uvw(h, sh, w, None, None, None, None, neighbour, group, shared, coeff_index, coeff, dim_out)
+
+    mixed = paths.clone()
+    other = int(torch.nonzero(mixed[:, 5] != mixed[0, 5])[0])  # a path with another output irrep dimension
+    mixed[other, 4] = mixed[0, 4]  # ... made to write path 0's output block
+    with pytest.raises(RuntimeError, match=f"paths 0 and {other} share a block but not its shape"):
+        emulated.tp_uvw(h, sh, w, None, None, None, None, neighbour, group, mixed, coeff_index, coeff, dim_out)
+
+    wide = paths.clone()
+    wide[0, 1] = 17  # an input irrep of dimension 17 (l = 8)
+    with pytest.raises(RuntimeError, match="path 0 has an irrep of dimension > 15"):
+        emulated.tp_uvw(h, sh, w, None, None, None, None, neighbour, group, wide, coeff_index, coeff, dim_out)
