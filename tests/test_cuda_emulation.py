@@ -170,3 +170,30 @@ def test_tp_uvw_glue_rejects_tables_the_kernels_cannot_run(emulated):
     wide[0, 1] = 17  # an input irrep of dimension 17 (l = 8)
     with pytest.raises(RuntimeError, match="path 0 has an irrep of dimension > 15"):
         emulated.tp_uvw(h, sh, w, None, None, None, None, neighbour, group, wide, coeff_index, coeff, dim_out)
+
+
+def test_glue_tables_edited_in_place_are_not_served_stale(emulated):
+    """The glue builds its tables (on a GPU: uploads them) once per table tensor; an
+    in-place edit must reach the kernels and its checks on the next call."""
+    tp, h, sh, w, neighbour, group = uvw_case(*UVW_CASES["se3-l2"])
+    paths, coeff_index, coeff = tensor_product_tables(tp)
+    dim_out = tp.irreps_out.dim
+
+    def f():
+        return emulated.tp_uvw(h, sh, w, None, None, None, None, neighbour, group, paths, coeff_index, coeff,
+                               dim_out)[0]
+
+    before = f()
+    coeff.mul_(2.0)
+    torch.testing.assert_close(f(), 2.0 * before, rtol=1e-12, atol=1e-12)
+    paths[0, 1] = 17
+    with pytest.raises(RuntimeError, match="path 0 has an irrep of dimension > 15"):
+        f()
+
+    tp, h, sh, w, edge_index = conv_case(*CASES["l1"])
+    tables = list(tensor_product_tables(tp))
+    idx = (edge_index[0], edge_index[1], h.shape[0])
+    before = emulated.tp_conv(h, sh, w, None, None, None, None, *idx, *tables)[0]
+    tables[2].mul_(-1.0)
+    torch.testing.assert_close(emulated.tp_conv(h, sh, w, None, None, None, None, *idx, *tables)[0], -before,
+                               rtol=1e-12, atol=1e-12)

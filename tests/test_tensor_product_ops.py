@@ -104,6 +104,30 @@ def test_bad_edge_index_raises():
         kernel(tp, h, sh, w, bad)
 
 
+def test_tables_edited_in_place_are_not_served_stale():
+    """The operators cache their validated tables per table tensor (keyed by address and
+    version counter): an in-place edit, as load_state_dict makes, is seen by the next call,
+    and so is an edit that makes the tables invalid."""
+    tp, h, sh, w, edge_index = conv_case("2x0e+2x1o", 1, "0e+1o", n_nodes=5, n_edges=12)
+    paths, coeff_index, coeff = tensor_product_tables(tp)
+
+    def f(paths, coeff):
+        return torch.ops.mlff.tp_conv(h, sh, w, edge_index[0], edge_index[1], 5, paths, coeff_index, coeff)
+
+    before = f(paths, coeff)
+    coeff.mul_(2.0)
+    torch.testing.assert_close(f(paths, coeff), 2.0 * before, rtol=1e-12, atol=1e-12)
+    paths[0, 0] = 1000  # path 0 now reads far outside the features
+    with pytest.raises(RuntimeError, match="outside the feature or weight layout"):
+        f(paths, coeff)
+    # more table sets than the cache holds, then the first again (its entry evicted)
+    paths, coeff_index, coeff = tensor_product_tables(tp)
+    copies = [(paths.clone(), coeff.clone() * (k + 1)) for k in range(70)]
+    outs = [f(*c) for c in copies]
+    torch.testing.assert_close(f(*copies[0]), outs[0], rtol=0, atol=0)
+    torch.testing.assert_close(outs[69], 70.0 * outs[0], rtol=1e-12, atol=1e-12)
+
+
 def uvw_case(irreps_in: str, l_max_sh: int, irreps_out: str, n_nodes=7, n_pairs=15, seed=0):
     """An e3nn uvw tensor product, its tables and random float64 inputs: node features,
     per-edge harmonics, per-pair weights, and neighbour / pair index per edge (every pair
@@ -182,6 +206,21 @@ def test_uvw_bad_input_raises():
             mixed = o3.TensorProduct("2x0e", "1x0e", "2x0e", [(0, 0, 0, "uvu", True), (0, 0, 0, "uvw", True)],
                                      shared_weights=False, internal_weights=False)
         tensor_product_tables(mixed)
+
+
+def test_uvw_tables_edited_in_place_are_not_served_stale():
+    tp, h, sh, w, neighbour, group = uvw_case("2x0e+2x1o", 1, "2x0e+2x1o", n_nodes=4, n_pairs=5)
+    paths, coeff_index, coeff = tensor_product_tables(tp)
+
+    def f():
+        return torch.ops.mlff.tp_uvw(h, sh, w, neighbour, group, paths, coeff_index, coeff, tp.irreps_out.dim)
+
+    before = f()
+    coeff.mul_(-3.0)
+    torch.testing.assert_close(f(), -3.0 * before, rtol=1e-12, atol=1e-12)
+    paths[0, 7] = w.shape[1]  # path 0's weights start past the end of the weight row
+    with pytest.raises(RuntimeError, match="outside the feature, output or weight layout"):
+        f()
 
 
 MODELS = {

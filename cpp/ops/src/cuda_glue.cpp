@@ -8,10 +8,12 @@
 
 #include "mlff/cuda/kernels.h"
 #include "mlff/dual.h"
+#include "table_cache.h"
 
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <utility>
 #include <vector>
 #ifndef MLFF_CUDA_HOST_EMULATION
 #include <c10/cuda/CUDAStream.h>
@@ -40,13 +42,14 @@ struct Csr {
   at::Tensor offset, order;
 };
 
-Csr group(const at::Tensor &key, int64_t n)    // edges of node i: order[offset[i] .. offset[i+1])
+// edges of node i: order[offset[i] .. offset[i+1]).  Offsets by binary search in the sorted
+// keys, not bincount, which reads its size back to the host (a synchronisation).
+Csr group(const at::Tensor &key, int64_t n)
 {
   auto k = key.to(at::kLong);
-  auto order = std::get<1>(at::sort(k, /*stable=*/true, /*dim=*/0, /*descending=*/false));
-  auto counts = at::bincount(k, /*weights=*/{}, /*minlength=*/n);
-  auto offset = at::cat({at::zeros({1}, k.options()), at::cumsum(counts, 0)});
-  return {offset.contiguous(), order.contiguous()};
+  auto sorted = at::sort(k, /*stable=*/true, /*dim=*/0, /*descending=*/false);
+  auto offset = at::searchsorted(std::get<0>(sorted), at::arange(n + 1, k.options()));
+  return {offset.contiguous(), std::get<1>(sorted).contiguous()};
 }
 
 // The Clebsch–Gordan non-zeros sorted by path, on the device: those of path k are
@@ -133,6 +136,100 @@ std::vector<at::Tensor> run_trilinear(const at::Tensor &h, const at::Tensor &y, 
   return result;
 }
 
+// tp_conv's tables on the device: paths [K, 7] int64 and the coefficients by path
+struct TpConvTables {
+  at::Tensor paths;
+  PathCoefficients pc;
+  int64_t n_paths, max_mul, dim_out;
+};
+
+TpConvTables tp_conv_tables(const at::Tensor &paths, const at::Tensor &coeff_index, const at::Tensor &coeff,
+                            const at::Device &dev)
+{
+  auto pcpu = paths.to(at::kCPU, at::kLong).contiguous();
+  const int64_t K = pcpu.size(0);
+  int64_t max_mul = 1, dim_out = 0;
+  for (int64_t k = 0; k < K; ++k) {
+    const int64_t *r = pcpu.data_ptr<int64_t>() + 7 * k;
+    max_mul = std::max(max_mul, r[2]);
+    dim_out = std::max(dim_out, r[4] + r[2] * r[5]);
+  }
+  return {pcpu.to(dev), coefficients_by_path(coeff_index, coeff, K, dev), K, max_mul, dim_out};
+}
+
+// Path-table rows grouped by a block offset (column off_col: all paths with the same value
+// write, or read, one irrep block), and one work item (first row, end row, channel) per
+// channel of each block (multiplicity column mul_col).  Every path of a block must have
+// the same irrep dimension (dim_col) and multiplicity.
+struct BlockItems {
+  std::vector<int32_t> rows, items;
+};
+
+BlockItems block_items(const int64_t *paths, int64_t n_paths, int off_col, int dim_col, int mul_col)
+{
+  auto col = [&](int32_t k, int c) { return paths[8 * k + c]; };
+  BlockItems b;
+  b.rows.resize(n_paths);
+  for (int32_t k = 0; k < n_paths; ++k) b.rows[k] = k;
+  std::stable_sort(b.rows.begin(), b.rows.end(), [&](int32_t x, int32_t y) { return col(x, off_col) < col(y, off_col); });
+  for (int32_t first = 0; first < n_paths;) {
+    int32_t end = first;
+    const int32_t k0 = b.rows[first];
+    while (end < n_paths && col(b.rows[end], off_col) == col(k0, off_col)) {
+      TORCH_CHECK(col(b.rows[end], dim_col) == col(k0, dim_col) && col(b.rows[end], mul_col) == col(k0, mul_col),
+                  "mlff::tp_uvw: paths ", k0, " and ", b.rows[end], " share a block but not its shape");
+      ++end;
+    }
+    for (int64_t c = 0; c < col(k0, mul_col); ++c) b.items.insert(b.items.end(), {first, end, static_cast<int32_t>(c)});
+    first = end;
+  }
+  return b;
+}
+
+// tp_uvw's tables on the device: paths [K, 8] int64, the coefficients by path, the output
+// and input block items and the path of each of the n_w weight entries
+struct TpUvwTables {
+  at::Tensor paths;
+  PathCoefficients pc;
+  at::Tensor out_rows, out_items, in_rows, in_items, w_path;
+  int64_t n_paths, n_out_items, n_in_items;
+};
+
+TpUvwTables tp_uvw_tables(const at::Tensor &paths, const at::Tensor &coeff_index, const at::Tensor &coeff,
+                          int64_t n_w, const at::Device &dev)
+{
+  auto pcpu = paths.to(at::kCPU, at::kLong).contiguous();
+  const int64_t K = pcpu.size(0);
+  const int64_t *P = pcpu.data_ptr<int64_t>();
+  std::vector<int32_t> w_path(n_w, -1);
+  for (int64_t k = 0; k < K; ++k) {
+    const int64_t *r = P + 8 * k;
+    TORCH_CHECK(r[1] <= cuda::kMaxIrrepDim && r[5] <= cuda::kMaxIrrepDim, "mlff::tp_uvw: path ", k,
+                " has an irrep of dimension > ", cuda::kMaxIrrepDim, " (l > 7), which the CUDA kernels do not support");
+    for (int64_t i = r[7]; i < r[7] + r[2] * r[6]; ++i) {
+      TORCH_CHECK(w_path[i] < 0, "mlff::tp_uvw: weight entry ", i, " belongs to paths ", w_path[i], " and ", k);
+      w_path[i] = static_cast<int32_t>(k);
+    }
+  }
+  const BlockItems outs = block_items(P, K, /*off_out*/ 4, /*dim_out*/ 5, /*mul_out*/ 6);
+  const BlockItems ins = block_items(P, K, /*off_h*/ 0, /*dim_h*/ 1, /*mul_in*/ 2);
+  return {pcpu.to(dev),
+          coefficients_by_path(coeff_index, coeff, K, dev),
+          int32_tensor(outs.rows, dev),
+          int32_tensor(outs.items, dev),
+          int32_tensor(ins.rows, dev),
+          int32_tensor(ins.items, dev),
+          int32_tensor(w_path, dev),
+          K,
+          static_cast<int64_t>(outs.items.size() / 3),
+          static_cast<int64_t>(ins.items.size() / 3)};
+}
+
+std::vector<int64_t> device_key(const at::Device &dev)
+{
+  return {static_cast<int64_t>(dev.type()), dev.index()};
+}
+
 }    // namespace
 
 at::Tensor symmetry_functions(const at::Tensor &vec_in, const at::Tensor &tangent, const at::Tensor &grad_in,
@@ -144,8 +241,11 @@ at::Tensor symmetry_functions(const at::Tensor &vec_in, const at::Tensor &tangen
   auto stream = scope.stream();
   auto vec = vec_in.contiguous();
   const auto dev = vec.device();
-  auto rad = radial.to(dev, at::kDouble).contiguous();
-  auto ang = angular.to(dev, at::kDouble).contiguous();
+  static TableCache<std::pair<at::Tensor, at::Tensor>> cache;    // the parameter tables on the device
+  const auto tables = cache.get({radial, angular}, device_key(dev), [&] {
+    return std::make_pair(radial.to(dev, at::kDouble).contiguous(), angular.to(dev, at::kDouble).contiguous());
+  });
+  const at::Tensor &rad = tables->first, &ang = tables->second;
   auto sp = species.to(dev, at::kLong).contiguous();
   Csr g = group(centre.to(dev), n_atoms);
   const int64_t R = rad.size(0), A = ang.size(0);
@@ -193,21 +293,15 @@ std::vector<at::Tensor> tp_conv(const at::Tensor &h_in, const at::Tensor &y_in, 
   auto stream = scope.stream();
   auto h = h_in.contiguous(), y = y_in.contiguous(), w = w_in.contiguous();
   const auto dev = h.device();
-  auto pcpu = paths.to(at::kCPU, at::kLong).contiguous();
-  const int64_t K = pcpu.size(0);
-  const PathCoefficients pc = coefficients_by_path(coeff_index, coeff, K, dev);
-  int64_t max_mul = 1, dim_out = 0;
-  for (int64_t k = 0; k < K; ++k) {
-    const int64_t *r = pcpu.data_ptr<int64_t>() + 7 * k;
-    max_mul = std::max(max_mul, r[2]);
-    dim_out = std::max(dim_out, r[4] + r[2] * r[5]);
-  }
-  auto d_paths = pcpu.to(dev);
+  static TableCache<TpConvTables> cache;
+  const auto t = cache.get({paths, coeff_index, coeff}, device_key(dev),
+                           [&] { return tp_conv_tables(paths, coeff_index, coeff, dev); });
+  const int64_t dim_out = t->dim_out;
   auto c = centre.to(dev, at::kLong).contiguous(), nb = neighbour.to(dev, at::kLong).contiguous();
   Csr by_c = group(c, n_nodes), by_n = group(nb, h.size(0));
-  cuda::TpArgs a{n_nodes, h.size(0), K, h.size(1), y.size(1), dim_out, w.size(1), max_mul,
-                 d_paths.data_ptr<int64_t>(), pc.start.data_ptr<int64_t>(), pc.m.data_ptr<int32_t>(),
-                 pc.coeff.data_ptr<double>(), c.data_ptr<int64_t>(), nb.data_ptr<int64_t>(),
+  cuda::TpArgs a{n_nodes, h.size(0), t->n_paths, h.size(1), y.size(1), dim_out, w.size(1), t->max_mul,
+                 t->paths.data_ptr<int64_t>(), t->pc.start.data_ptr<int64_t>(), t->pc.m.data_ptr<int32_t>(),
+                 t->pc.coeff.data_ptr<double>(), c.data_ptr<int64_t>(), nb.data_ptr<int64_t>(),
                  by_c.offset.data_ptr<int64_t>(), by_c.order.data_ptr<int64_t>(), by_n.offset.data_ptr<int64_t>(),
                  by_n.order.data_ptr<int64_t>()};
   return run_trilinear(
@@ -216,35 +310,6 @@ std::vector<at::Tensor> tp_conv(const at::Tensor &h_in, const at::Tensor &y_in, 
       [&](const auto *g, const auto *ph, const auto *py, const auto *pw, auto *gh, auto *gy, auto *gw) {
         cuda::tp_backward(a, g, ph, py, pw, gh, gy, gw, stream);
       });
-}
-
-// Path-table rows grouped by a block offset (column off_col: all paths with the same value
-// write, or read, one irrep block), and one work item (first row, end row, channel) per
-// channel of each block (multiplicity column mul_col).  Every path of a block must have
-// the same irrep dimension (dim_col) and multiplicity.
-struct BlockItems {
-  std::vector<int32_t> rows, items;
-};
-
-BlockItems block_items(const int64_t *paths, int64_t n_paths, int off_col, int dim_col, int mul_col)
-{
-  auto col = [&](int32_t k, int c) { return paths[8 * k + c]; };
-  BlockItems b;
-  b.rows.resize(n_paths);
-  for (int32_t k = 0; k < n_paths; ++k) b.rows[k] = k;
-  std::stable_sort(b.rows.begin(), b.rows.end(), [&](int32_t x, int32_t y) { return col(x, off_col) < col(y, off_col); });
-  for (int32_t first = 0; first < n_paths;) {
-    int32_t end = first;
-    const int32_t k0 = b.rows[first];
-    while (end < n_paths && col(b.rows[end], off_col) == col(k0, off_col)) {
-      TORCH_CHECK(col(b.rows[end], dim_col) == col(k0, dim_col) && col(b.rows[end], mul_col) == col(k0, mul_col),
-                  "mlff::tp_uvw: paths ", k0, " and ", b.rows[end], " share a block but not its shape");
-      ++end;
-    }
-    for (int64_t c = 0; c < col(k0, mul_col); ++c) b.items.insert(b.items.end(), {first, end, static_cast<int32_t>(c)});
-    first = end;
-  }
-  return b;
 }
 
 std::vector<at::Tensor> tp_uvw(const at::Tensor &h_in, const at::Tensor &y_in, const at::Tensor &w_in,
@@ -257,36 +322,21 @@ std::vector<at::Tensor> tp_uvw(const at::Tensor &h_in, const at::Tensor &y_in, c
   auto stream = scope.stream();
   auto h = h_in.contiguous(), y = y_in.contiguous(), w = w_in.contiguous();
   const auto dev = h.device();
-  auto pcpu = paths.to(at::kCPU, at::kLong).contiguous();
-  const int64_t K = pcpu.size(0), n_w = w.size(1);
-  const int64_t *P = pcpu.data_ptr<int64_t>();
-  const PathCoefficients pc = coefficients_by_path(coeff_index, coeff, K, dev);
-  std::vector<int32_t> w_path(n_w, -1);
-  for (int64_t k = 0; k < K; ++k) {
-    const int64_t *r = P + 8 * k;
-    TORCH_CHECK(r[1] <= cuda::kMaxIrrepDim && r[5] <= cuda::kMaxIrrepDim, "mlff::tp_uvw: path ", k,
-                " has an irrep of dimension > ", cuda::kMaxIrrepDim, " (l > 7), which the CUDA kernels do not support");
-    for (int64_t i = r[7]; i < r[7] + r[2] * r[6]; ++i) {
-      TORCH_CHECK(w_path[i] < 0, "mlff::tp_uvw: weight entry ", i, " belongs to paths ", w_path[i], " and ", k);
-      w_path[i] = static_cast<int32_t>(k);
-    }
-  }
-  const BlockItems outs = block_items(P, K, /*off_out*/ 4, /*dim_out*/ 5, /*mul_out*/ 6);
-  const BlockItems ins = block_items(P, K, /*off_h*/ 0, /*dim_h*/ 1, /*mul_in*/ 2);
-  auto d_paths = pcpu.to(dev);
-  auto d_out_rows = int32_tensor(outs.rows, dev), d_out_items = int32_tensor(outs.items, dev);
-  auto d_in_rows = int32_tensor(ins.rows, dev), d_in_items = int32_tensor(ins.items, dev);
-  auto d_w_path = int32_tensor(w_path, dev);
+  const int64_t n_w = w.size(1);
+  static TableCache<TpUvwTables> cache;
+  std::vector<int64_t> key = device_key(dev);
+  key.push_back(n_w);
+  const auto t =
+      cache.get({paths, coeff_index, coeff}, key, [&] { return tp_uvw_tables(paths, coeff_index, coeff, n_w, dev); });
   auto nb = neighbour.to(dev, at::kLong).contiguous(), gr = group_in.to(dev, at::kLong).contiguous();
   Csr by_n = group(nb, h.size(0)), by_p = group(gr, w.size(0));
-  cuda::TpUvwArgs a{y.size(0), h.size(0), w.size(0), K, h.size(1), y.size(1), dim_out, n_w,
-                    d_paths.data_ptr<int64_t>(), pc.start.data_ptr<int64_t>(), pc.m.data_ptr<int32_t>(),
-                    pc.coeff.data_ptr<double>(), nb.data_ptr<int64_t>(), gr.data_ptr<int64_t>(),
+  cuda::TpUvwArgs a{y.size(0), h.size(0), w.size(0), t->n_paths, h.size(1), y.size(1), dim_out, n_w,
+                    t->paths.data_ptr<int64_t>(), t->pc.start.data_ptr<int64_t>(), t->pc.m.data_ptr<int32_t>(),
+                    t->pc.coeff.data_ptr<double>(), nb.data_ptr<int64_t>(), gr.data_ptr<int64_t>(),
                     by_n.offset.data_ptr<int64_t>(), by_n.order.data_ptr<int64_t>(),
-                    by_p.offset.data_ptr<int64_t>(), by_p.order.data_ptr<int64_t>(),
-                    static_cast<int64_t>(outs.items.size() / 3), static_cast<int64_t>(ins.items.size() / 3),
-                    d_out_rows.data_ptr<int32_t>(), d_out_items.data_ptr<int32_t>(), d_in_rows.data_ptr<int32_t>(),
-                    d_in_items.data_ptr<int32_t>(), d_w_path.data_ptr<int32_t>()};
+                    by_p.offset.data_ptr<int64_t>(), by_p.order.data_ptr<int64_t>(), t->n_out_items, t->n_in_items,
+                    t->out_rows.data_ptr<int32_t>(), t->out_items.data_ptr<int32_t>(), t->in_rows.data_ptr<int32_t>(),
+                    t->in_items.data_ptr<int32_t>(), t->w_path.data_ptr<int32_t>()};
   return run_trilinear(
       h, y, w, uh, uy, uw, grad_in, {y.size(0), dim_out},
       [&](const auto *ph, const auto *py, const auto *pw, auto *out) { cuda::tp_uvw_forward(a, ph, py, pw, out, stream); },

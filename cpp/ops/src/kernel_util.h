@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 namespace mlff {
@@ -38,6 +39,18 @@ inline EdgeGroups group_edges(const int64_t *key, int64_t n_edges, int64_t n_nod
   std::vector<int64_t> fill(g.offset.begin(), g.offset.end() - 1);
   for (int64_t e = 0; e < n_edges; ++e) g.order[fill[key[e]]++] = e;
   return g;
+}
+
+// Whether every entry of each index tensor lies in [0, n), for tensors on a GPU: one
+// device-to-host read (one synchronisation) for all of them, instead of a min and a max each.
+inline bool indices_in_range(const std::vector<std::pair<at::Tensor, int64_t>> &checks)
+{
+  at::Tensor bad;
+  for (const auto &[index, n] : checks) {
+    const at::Tensor b = index.lt(0).logical_or(index.ge(n)).any();
+    bad = bad.defined() ? bad.logical_or(b) : b;
+  }
+  return !bad.defined() || !bad.item<bool>();
 }
 
 // The per-ISA kernel build (schnet_filter_kernel.cpp, symmetry_functions_kernel.cpp) to

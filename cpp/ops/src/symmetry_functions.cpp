@@ -27,6 +27,7 @@
 // triplets with r_jk ≥ r_c are skipped (their f_c(r_jk) = 0).
 #include "kernel_util.h"
 #include "symmetry_functions_kernel.h"
+#include "table_cache.h"
 #include "mlff/ops.h"
 
 #include <ATen/Dispatch.h>
@@ -498,13 +499,21 @@ struct Args {
 at::Tensor sf_cuda(const Inputs &in, const Args &args, const at::Tensor &tangent, const at::Tensor &grad)
 {
 #ifdef MLFF_WITH_CUDA
-  const Spec s = args.spec();    // validates the parameter tables
-  if (in.centre.numel() > 0) {
-    TORCH_CHECK(in.centre.min().item<int64_t>() >= 0 && in.centre.max().item<int64_t>() < s.n_atoms,
-                "mlff::symmetry_functions: an edge has a centre outside [0, ", s.n_atoms, ")");
-    TORCH_CHECK(in.species.min().item<int64_t>() >= 0 && in.species.max().item<int64_t>() < s.n_species,
-                "mlff::symmetry_functions: an edge has a neighbour species outside [0, ", s.n_species, ")");
-  }
+  // the parameter tables validated once (they live on the device: reading them is a sync)
+  const auto bits = [](double x) {
+    int64_t b;
+    std::memcpy(&b, &x, sizeof b);
+    return b;
+  };
+  static TableCache<bool> validated;
+  validated.get({args.radial, args.angular}, {args.n_species, args.cutoff, bits(args.r_c), bits(args.gamma)}, [&] {
+    (void)make_spec(args.radial, args.angular, 0, args.n_species, args.r_c, args.cutoff, args.gamma);
+    return true;
+  });
+  TORCH_CHECK(args.n_atoms >= 0, "mlff::symmetry_functions: bad n_atoms ", args.n_atoms);
+  TORCH_CHECK(indices_in_range({{in.centre, args.n_atoms}, {in.species, args.n_species}}),
+              "mlff::symmetry_functions: an edge has a centre outside [0, ", args.n_atoms,
+              ") or a neighbour species outside [0, ", args.n_species, ")");
   return cuda_glue::symmetry_functions(in.vec, tangent, grad, in.centre, in.species, args.n_atoms, args.n_species,
                                        args.radial, args.angular, args.r_c, args.cutoff, args.gamma);
 #else

@@ -21,6 +21,7 @@
 // independent of the thread count.
 #include "kernel_util.h"
 #include "mlff/ops.h"
+#include "table_cache.h"
 #include "trilinear_autograd.h"
 
 #include <ATen/Dispatch.h>
@@ -31,6 +32,7 @@
 #include "cuda_glue.h"
 #endif
 
+#include <memory>
 #include <vector>
 
 namespace mlff {
@@ -44,13 +46,13 @@ struct Path {
 
 struct Layout {
   std::vector<Path> paths;
-  int64_t dim_h = 0, dim_y = 0, dim_out = 0, n_w = 0, n_nodes = 0;
+  int64_t dim_h = 0, dim_y = 0, dim_out = 0, n_w = 0;
 };
 
 // paths [K, 7] int64: off_h, dim_h, mul, off_y, off_out, dim_out, off_w
 // coeff_index [nnz, 4] int64: path, m1, m2, m3;  coeff [nnz] float64
 Layout make_layout(const at::Tensor &paths, const at::Tensor &coeff_index, const at::Tensor &coeff,
-                   int64_t dim_h, int64_t dim_y, int64_t n_w, int64_t n_nodes)
+                   int64_t dim_h, int64_t dim_y, int64_t n_w)
 {
   TORCH_CHECK(paths.dim() == 2 && paths.size(1) == 7, "mlff::tp_conv: paths must be [K, 7], got ", paths.sizes());
   TORCH_CHECK(coeff_index.dim() == 2 && coeff_index.size(1) == 4 && coeff.dim() == 1 &&
@@ -63,7 +65,6 @@ Layout make_layout(const at::Tensor &paths, const at::Tensor &coeff_index, const
   L.dim_h = dim_h;
   L.dim_y = dim_y;
   L.n_w = n_w;
-  L.n_nodes = n_nodes;
   const int64_t *pp = p.data_ptr<int64_t>();
   for (int64_t k = 0; k < p.size(0); ++k) {
     const int64_t *r = pp + 7 * k;
@@ -162,9 +163,13 @@ void backward_rows(const Layout &L, const Csr &by_nbr, const int64_t *centre, co
 const at::Tensor &centre_of(const TpInputs &in) { return in.index0; }
 const at::Tensor &nbr_of(const TpInputs &in) { return in.index1; }
 
-Layout layout(const TpInputs &in, const TpTables &a)
+// the validated layout, built once per table set and feature widths
+std::shared_ptr<const Layout> layout(const TpInputs &in, const TpTables &a)
 {
-  return make_layout(a.paths, a.coeff_index, a.coeff, in.h.size(1), in.y.size(1), in.w.size(1), a.size);
+  static TableCache<Layout> cache;
+  const int64_t dim_h = in.h.size(1), dim_y = in.y.size(1), n_w = in.w.size(1);
+  return cache.get({a.paths, a.coeff_index, a.coeff}, {dim_h, dim_y, n_w},
+                   [&] { return make_layout(a.paths, a.coeff_index, a.coeff, dim_h, dim_y, n_w); });
 }
 
 constexpr int64_t kGrain = 8;
@@ -193,11 +198,12 @@ struct TpConvKernels {
   static at::Tensor forward(const TpInputs &in, const TpTables &a)
   {
     if (in.h.is_cuda()) return tp_cuda(in, a, {}, {}, {}, {}, false)[0];
-    const Layout L = layout(in, a);
-    const Csr by_centre = group(centre_of(in).data_ptr<int64_t>(), centre_of(in).size(0), L.n_nodes, "centre");
-    auto out = at::zeros({L.n_nodes, L.dim_out}, in.h.options());
+    const auto cached = layout(in, a);
+    const Layout &L = *cached;
+    const Csr by_centre = group(centre_of(in).data_ptr<int64_t>(), centre_of(in).size(0), a.size, "centre");
+    auto out = at::zeros({a.size, L.dim_out}, in.h.options());
     AT_DISPATCH_FLOATING_TYPES(in.h.scalar_type(), "mlff_tp_forward", [&] {
-      at::parallel_for(0, L.n_nodes, kGrain, [&](int64_t b, int64_t e) {
+      at::parallel_for(0, a.size, kGrain, [&](int64_t b, int64_t e) {
         forward_rows<scalar_t, scalar_t>(L, by_centre, nbr_of(in).data_ptr<int64_t>(), in.h.data_ptr<scalar_t>(),
                                          in.y.data_ptr<scalar_t>(), in.w.data_ptr<scalar_t>(),
                                          out.data_ptr<scalar_t>(), b, e);
@@ -209,10 +215,11 @@ struct TpConvKernels {
   static std::vector<at::Tensor> backward(const at::Tensor &grad, const TpInputs &in, const TpTables &a)
   {
     if (in.h.is_cuda()) return tp_cuda(in, a, {}, {}, {}, grad, false);
-    const Layout L = layout(in, a);
+    const auto cached = layout(in, a);
+    const Layout &L = *cached;
     const Csr by_nbr = group(nbr_of(in).data_ptr<int64_t>(), nbr_of(in).size(0), in.h.size(0), "neighbour");
     auto g = grad.to(in.h.scalar_type()).contiguous();
-    TORCH_CHECK(g.size(0) == L.n_nodes && g.size(1) == L.dim_out, "mlff::tp_conv: gradient must be [", L.n_nodes, ", ",
+    TORCH_CHECK(g.size(0) == a.size && g.size(1) == L.dim_out, "mlff::tp_conv: gradient must be [", a.size, ", ",
                 L.dim_out, "]");
     auto gh = at::zeros_like(in.h), gy = at::zeros_like(in.y), gw = at::zeros_like(in.w);
     AT_DISPATCH_FLOATING_TYPES(in.h.scalar_type(), "mlff_tp_backward", [&] {
@@ -231,14 +238,15 @@ struct TpConvKernels {
                         const TpTables &a)
   {
     if (in.h.is_cuda()) return tp_cuda(in, a, uh, uy, uw, {}, true)[0];
-    const Layout L = layout(in, a);
-    const Csr by_centre = group(centre_of(in).data_ptr<int64_t>(), centre_of(in).size(0), L.n_nodes, "centre");
-    auto out = at::empty({L.n_nodes, L.dim_out}, in.h.options());
+    const auto cached = layout(in, a);
+    const Layout &L = *cached;
+    const Csr by_centre = group(centre_of(in).data_ptr<int64_t>(), centre_of(in).size(0), a.size, "centre");
+    auto out = at::empty({a.size, L.dim_out}, in.h.options());
     AT_DISPATCH_FLOATING_TYPES(in.h.scalar_type(), "mlff_tp_jvp", [&] {
       using D = Dual<scalar_t>;
       const auto d = make_dual_inputs<scalar_t>(in.h, in.y, in.w, uh, uy, uw);
-      std::vector<D> res(L.n_nodes * L.dim_out);
-      at::parallel_for(0, L.n_nodes, kGrain, [&](int64_t b, int64_t e) {
+      std::vector<D> res(a.size * L.dim_out);
+      at::parallel_for(0, a.size, kGrain, [&](int64_t b, int64_t e) {
         forward_rows<scalar_t, D>(L, by_centre, nbr_of(in).data_ptr<int64_t>(), d.h.data(), d.y.data(), d.w.data(),
                                   res.data(), b, e);
       });
@@ -252,7 +260,8 @@ struct TpConvKernels {
                                         const at::Tensor &uw, const TpInputs &in, const TpTables &a)
   {
     if (in.h.is_cuda()) return tp_cuda(in, a, uh, uy, uw, grad, true);
-    const Layout L = layout(in, a);
+    const auto cached = layout(in, a);
+    const Layout &L = *cached;
     const Csr by_nbr = group(nbr_of(in).data_ptr<int64_t>(), nbr_of(in).size(0), in.h.size(0), "neighbour");
     auto g = grad.to(in.h.scalar_type()).contiguous();
     auto gh = at::empty_like(in.h), gy = at::empty_like(in.y), gw = at::empty_like(in.w);
@@ -294,8 +303,7 @@ at::Tensor tp_conv(const at::Tensor &h, const at::Tensor &sh, const at::Tensor &
   auto c = centre.to(at::kLong).contiguous(), nb = neighbour.to(at::kLong).contiguous();
   // checked once here: the kernels index without bounds checks
   if (h.is_cuda()) {
-    TORCH_CHECK(E == 0 || (c.min().item<int64_t>() >= 0 && c.max().item<int64_t>() < n_nodes &&
-                           nb.min().item<int64_t>() >= 0 && nb.max().item<int64_t>() < h.size(0)),
+    TORCH_CHECK(indices_in_range({{c, n_nodes}, {nb, h.size(0)}}),
                 "mlff::tp_conv: an edge has a node outside [0, ", n_nodes, ") / [0, ", h.size(0), ")");
   } else {
     const int64_t *pc = c.data_ptr<int64_t>(), *pn = nb.data_ptr<int64_t>();

@@ -27,6 +27,7 @@
 // cuda/src/tensor_product_uvw.cu (through cuda_glue.cpp) when the library has them.
 #include "kernel_util.h"
 #include "mlff/ops.h"
+#include "table_cache.h"
 #include "trilinear_autograd.h"
 
 #include <ATen/Dispatch.h>
@@ -39,6 +40,7 @@
 #endif
 
 #include <algorithm>
+#include <memory>
 #include <vector>
 
 namespace mlff {
@@ -60,7 +62,7 @@ struct Layout {
 
 // paths [K, 8] int64: off_h, dim_h, mul_in, off_y, off_out, dim_out, mul_out, off_w
 // coeff_index [nnz, 4] int64: path, m1, m2, m3;  coeff [nnz] float64
-Layout make_layout(const TpInputs &in, const TpTables &a)
+Layout build_layout(const TpInputs &in, const TpTables &a)
 {
   TORCH_CHECK(a.paths.dim() == 2 && a.paths.size(1) == 8, kOp, ": paths must be [K, 8], got ", a.paths.sizes());
   TORCH_CHECK(a.coeff_index.dim() == 2 && a.coeff_index.size(1) == 4 && a.coeff.dim() == 1 &&
@@ -102,6 +104,14 @@ Layout make_layout(const TpInputs &in, const TpTables &a)
     path.c.push_back(vp[n]);
   }
   return L;
+}
+
+// the validated layout, built once per table set, feature widths and output width
+std::shared_ptr<const Layout> make_layout(const TpInputs &in, const TpTables &a)
+{
+  static TableCache<Layout> cache;
+  return cache.get({a.paths, a.coeff_index, a.coeff}, {in.h.size(1), in.y.size(1), in.w.size(1), a.size},
+                   [&] { return build_layout(in, a); });
 }
 
 // t[u·d3 + m3] = Σ_n c_n · Y[m2_n] · x[u·d1 + m1_n]: the path's CG product, no weights
@@ -330,7 +340,8 @@ struct TpUvwKernels {
   static at::Tensor forward(const TpInputs &in, const TpTables &a)
   {
     if (in.h.is_cuda()) return uvw_cuda(in, a, {}, {}, {}, {}, false)[0];
-    const Layout L = make_layout(in, a);
+    const auto cached = make_layout(in, a);
+    const Layout &L = *cached;
     auto out = at::empty({in.y.size(0), L.dim_out}, in.h.options());
     AT_DISPATCH_FLOATING_TYPES(in.h.scalar_type(), "mlff_tp_uvw_forward", [&] {
       Run<scalar_t, scalar_t>{L, in, ptr<scalar_t>(in.h), ptr<scalar_t>(in.y), ptr<scalar_t>(in.w)}.forward(
@@ -342,7 +353,8 @@ struct TpUvwKernels {
   static std::vector<at::Tensor> backward(const at::Tensor &grad, const TpInputs &in, const TpTables &a)
   {
     if (in.h.is_cuda()) return uvw_cuda(in, a, {}, {}, {}, grad, false);
-    const Layout L = make_layout(in, a);
+    const auto cached = make_layout(in, a);
+    const Layout &L = *cached;
     auto g = grad.to(in.h.scalar_type()).contiguous();
     TORCH_CHECK(g.dim() == 2 && g.size(0) == in.y.size(0) && g.size(1) == L.dim_out, kOp, ": gradient must be [",
                 in.y.size(0), ", ", L.dim_out, "], got ", g.sizes());
@@ -359,7 +371,8 @@ struct TpUvwKernels {
                         const TpTables &a)
   {
     if (in.h.is_cuda()) return uvw_cuda(in, a, uh, uy, uw, {}, true)[0];
-    const Layout L = make_layout(in, a);
+    const auto cached = make_layout(in, a);
+    const Layout &L = *cached;
     auto out = at::empty({in.y.size(0), L.dim_out}, in.h.options());
     AT_DISPATCH_FLOATING_TYPES(in.h.scalar_type(), "mlff_tp_uvw_jvp", [&] {
       using D = Dual<scalar_t>;
@@ -376,7 +389,8 @@ struct TpUvwKernels {
                                      const at::Tensor &uw, const TpInputs &in, const TpTables &a)
   {
     if (in.h.is_cuda()) return uvw_cuda(in, a, uh, uy, uw, grad, true);
-    const Layout L = make_layout(in, a);
+    const auto cached = make_layout(in, a);
+    const Layout &L = *cached;
     auto g = grad.to(in.h.scalar_type()).contiguous();
     auto gh = at::empty_like(in.h), gy = at::empty_like(in.y), gw = at::empty_like(in.w);
     AT_DISPATCH_FLOATING_TYPES(in.h.scalar_type(), "mlff_tp_uvw_hvp", [&] {
@@ -416,8 +430,7 @@ at::Tensor tp_uvw(const at::Tensor &h, const at::Tensor &sh, const at::Tensor &w
   auto nb = neighbour.to(at::kLong).contiguous(), gr = group.to(at::kLong).contiguous();
   // checked once here: the kernels index without bounds checks
   if (h.is_cuda()) {
-    TORCH_CHECK(E == 0 || (nb.min().item<int64_t>() >= 0 && nb.max().item<int64_t>() < h.size(0) &&
-                           gr.min().item<int64_t>() >= 0 && gr.max().item<int64_t>() < weight.size(0)),
+    TORCH_CHECK(indices_in_range({{nb, h.size(0)}, {gr, weight.size(0)}}),
                 kOp, ": an edge has a neighbour outside [0, ", h.size(0), ") or a weight row outside [0, ",
                 weight.size(0), ")");
   } else {

@@ -1,0 +1,85 @@
+// Tables derived from a model's small constant tensors (the tensor products' path and
+// Clebsch–Gordan tables), memoised per source tensor.  Without it every operator call
+// re-reads, re-validates and (on a GPU) re-uploads them, and on a GPU each re-read is a
+// device-to-host copy, i.e. a synchronisation: several per call.
+//
+// A key is, per source tensor, its data address, shape, strides, dtype, device and version
+// counter (bumped by every in-place write, e.g. load_state_dict), plus integers the derived
+// value depends on.  An entry holds its source tensors, so no other tensor can reuse a
+// cached address while the entry lives, and an edited table misses.  Inference tensors keep
+// no version counter and are never cached.  The least recently used entry is dropped once
+// `capacity` entries exist.
+#ifndef MLFF_TABLE_CACHE_H
+#define MLFF_TABLE_CACHE_H
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+namespace mlff {
+
+template <class V>
+class TableCache {
+ public:
+  explicit TableCache(size_t capacity = 64) : capacity_(capacity) {}
+
+  // The value built by build() from `sources` (and `ints`), or the cached one.  Exceptions
+  // from build() propagate and cache nothing.
+  template <class Build>
+  std::shared_ptr<const V> get(const std::vector<at::Tensor> &sources, const std::vector<int64_t> &ints, Build build)
+  {
+    for (const at::Tensor &t : sources)
+      if (t.is_inference()) return std::make_shared<const V>(build());
+    std::vector<int64_t> key = ints;
+    for (const at::Tensor &t : sources) append_key(key, t);
+    const std::lock_guard<std::mutex> lock(mutex_);
+    ++clock_;
+    for (Entry &e : entries_)
+      if (e.key == key) {
+        e.last_use = clock_;
+        return e.value;
+      }
+    auto value = std::make_shared<const V>(build());
+    if (entries_.size() >= capacity_) {
+      size_t oldest = 0;
+      for (size_t i = 1; i < entries_.size(); ++i)
+        if (entries_[i].last_use < entries_[oldest].last_use) oldest = i;
+      entries_.erase(entries_.begin() + static_cast<std::ptrdiff_t>(oldest));
+    }
+    entries_.push_back({std::move(key), sources, value, clock_});
+    return value;
+  }
+
+ private:
+  struct Entry {
+    std::vector<int64_t> key;
+    std::vector<at::Tensor> sources;    // kept alive: their addresses stay theirs
+    std::shared_ptr<const V> value;
+    uint64_t last_use;
+  };
+
+  static void append_key(std::vector<int64_t> &key, const at::Tensor &t)
+  {
+    if (!t.defined()) {
+      key.push_back(-1);
+      return;
+    }
+    key.insert(key.end(), {static_cast<int64_t>(reinterpret_cast<intptr_t>(t.data_ptr())), t.dim(),
+                           static_cast<int64_t>(t.scalar_type()), static_cast<int64_t>(t.device().type()),
+                           t.device().index(), static_cast<int64_t>(t._version())});
+    key.insert(key.end(), t.sizes().begin(), t.sizes().end());
+    key.insert(key.end(), t.strides().begin(), t.strides().end());
+  }
+
+  size_t capacity_;
+  std::mutex mutex_;
+  uint64_t clock_ = 0;
+  std::vector<Entry> entries_;
+};
+
+}    // namespace mlff
+
+#endif
