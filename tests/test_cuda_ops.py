@@ -104,3 +104,34 @@ def test_se3_transformer_cuda_equals_cpu():
     for a, b in zip(cpu[2], gpu[2]):
         if a is not None:
             torch.testing.assert_close(b.cpu(), a, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("kind", ["schnet", "bp", "nequip"])
+def test_training_on_the_gpu(kind, tmp_path):
+    """``mlff train --device cuda``: a few epochs of force training on the GPU give finite,
+    decreasing losses and a checkpoint that loads on the CPU and predicts what the GPU
+    model predicted."""
+    from conftest import emt_frames
+
+    from mlff.train.checkpoint import load_checkpoint, model_from_record
+    from mlff.train.config import TrainConfig
+    from mlff.train.trainer import Trainer, energy_and_forces
+    from mlff.graph import collate
+
+    frames = emt_frames(molecule("toluene"), 24)
+    params = {"schnet": {"n_features": 16}, "bp": {}, "nequip": {"n_features": 8, "n_interactions": 2}}[kind]
+    config = TrainConfig(model=kind, model_params=params, epochs=4, batch_size=4, device="cuda", dtype="float64")
+    trainer = Trainer(config, tmp_path / "run")
+    result = trainer.fit(frames[:20], frames[20:], progress=False, log=lambda m: None)
+    assert next(trainer.model.parameters()).is_cuda and result["epochs"] == 4
+    rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[1:]
+    losses = [float(r.split(",")[2]) for r in rows]
+    assert all(torch.isfinite(torch.tensor(losses))) and losses[-1] < losses[0]
+
+    record = load_checkpoint(tmp_path / "run" / "last.ckpt")
+    cpu_model = model_from_record(record)
+    batch = collate([atoms_to_graph(a, cpu_model.species, cpu_model.r_max) for a in frames[20:]]).to(torch.float64)
+    e_cpu, f_cpu = energy_and_forces(cpu_model, batch, create_graph=False)
+    e_gpu, f_gpu = energy_and_forces(trainer.model, batch.to(device="cuda"), create_graph=False)
+    torch.testing.assert_close(e_gpu.cpu(), e_cpu.detach(), rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(f_gpu.cpu(), f_cpu, rtol=1e-9, atol=1e-9)

@@ -89,6 +89,29 @@ def test_unknown_config_option_is_named(toluene_emt_file, tmp_path, capsys):
     assert "learning_rate" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("device, message", [
+    ("tpu0", "is not a device name"),
+    ("meta", "cpu or cuda only"),
+    ("cuda", "sees no CUDA device"),
+    ("cuda:7", "sees no CUDA device"),
+])
+def test_unusable_device_is_refused_by_name(device, message, toluene_emt_file, tmp_path, capsys):
+    if device.startswith("cuda") and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert mlff(train_args(toluene_emt_file, tmp_path / "run", "--device", device, "--epochs", "1")) == 2
+    err = capsys.readouterr().err
+    assert repr(device) in err and message in err
+    assert not (tmp_path / "run" / "last.ckpt").exists()
+
+
+def test_auto_device_is_the_cpu_without_a_gpu():
+    from mlff.train.config import TrainConfig
+
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert TrainConfig().validate().torch_device().type == expected
+    assert TrainConfig(device="cpu").validate().torch_device() == torch.device("cpu")
+
+
 def test_interrupted_save_keeps_the_good_checkpoint(tmp_path, monkeypatch):
     path = tmp_path / "best.ckpt"
     checkpoint.save_checkpoint(path, {"format": checkpoint.FORMAT, "epoch": 1})

@@ -144,7 +144,8 @@ def collate(graphs: Sequence[Graph]) -> Graph:
         pos=cat("pos"),
         edge_index=torch.cat([g.edge_index + int(o) for g, o in zip(graphs, offsets)], dim=1),
         shift_vec=cat("shift_vec"),
-        batch=torch.cat([torch.full((g.pos.shape[0],), k, dtype=torch.int64) for k, g in enumerate(graphs)]),
+        batch=torch.cat([torch.full((g.pos.shape[0],), k, dtype=torch.int64, device=g.pos.device)
+                         for k, g in enumerate(graphs)]),
         n_atoms=cat("n_atoms"),
         cell=cat("cell"),
         volume=cat("volume"),

@@ -39,6 +39,7 @@ def register(subparsers) -> None:
     p.add_argument("--dtype", choices=["float32", "float64"])
     p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--device", help="cpu, cuda, cuda:N or auto (default: cuda when available, else cpu)")
     p.add_argument("--features", type=int, help="SchNet: feature width (n_features)")
     p.add_argument("--interactions", type=int, help="SchNet: interaction blocks (n_interactions)")
     p.add_argument("--no-progress", action="store_true", help="print one line per epoch instead of a progress bar")
@@ -60,10 +61,11 @@ def run(args: argparse.Namespace) -> int:
                  "max_cpu_minutes": args.max_cpu_minutes,
                  "batch_size": args.batch_size, "lr": args.lr, "energy_weight": args.energy_weight,
                  "stress_weight": args.stress_weight,
-                 "r_max": args.r_max, "dtype": args.dtype, "seed": args.seed, "threads": args.threads}
+                 "r_max": args.r_max, "dtype": args.dtype, "seed": args.seed, "threads": args.threads,
+                 "device": args.device}
     if args.resume:
         trainer = Trainer.resume(args.out, {"epochs": args.epochs, "max_minutes": args.max_minutes,
-                                             "max_cpu_minutes": args.max_cpu_minutes})
+                                             "max_cpu_minutes": args.max_cpu_minutes, "device": args.device})
         config = trainer.config
     else:
         config = TrainConfig.from_sources(args.config, overrides)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from ..errors import ConfigError
@@ -23,6 +24,10 @@ class TrainConfig:
     ``λ = stress_weight`` on the stress error expressed as virial per atom (eV, so λ is
     comparable with ρ). ``stress_weight = None`` (default): 1 if every training
     structure is periodic with a stress label, else 0.
+
+    ``device``: where the model and the training data live: ``"cpu"``, ``"cuda"``,
+    ``"cuda:N"``, or ``"auto"`` (default: the current CUDA device when torch has one,
+    else the CPU). ``threads`` sets torch's CPU threads.
     """
 
     model: str = "schnet"
@@ -45,6 +50,7 @@ class TrainConfig:
     n_valid: int | None = None
     seed: int = 0
     threads: int | None = None
+    device: str = "auto"
 
     def validate(self) -> "TrainConfig":
         if self.dtype not in ("float32", "float64"):
@@ -59,7 +65,30 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        self.torch_device()
         return self
+
+    def torch_device(self) -> torch.device:
+        """``device`` resolved (``"auto"``: CUDA if available, else CPU); ``ConfigError`` for a
+        name torch does not know, a device type other than CPU/CUDA, or a CUDA device this
+        machine does not have."""
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        try:
+            device = torch.device(self.device)
+        except (RuntimeError, TypeError) as exc:
+            raise ConfigError(f"device {self.device!r} is not a device name ({exc}); use cpu, cuda, cuda:N or auto") \
+                from None
+        if device.type not in ("cpu", "cuda"):
+            raise ConfigError(f"device {self.device!r}: mlff trains on cpu or cuda only")
+        if device.type == "cuda":
+            count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            if count == 0:
+                raise ConfigError(f"device {self.device!r}: torch {torch.__version__} sees no CUDA device "
+                                  f"(CPU build, or no GPU on this machine); use --device cpu")
+            if device.index is not None and device.index >= count:
+                raise ConfigError(f"device {self.device!r}: this machine has {count} CUDA device(s)")
+        return device
 
     @classmethod
     def from_sources(cls, yaml_path: str | Path | None, overrides: dict[str, Any]) -> "TrainConfig":

@@ -42,7 +42,7 @@ def energy_and_forces(model: EnergyModel, batch: Graph, create_graph: bool) -> t
         return None, model(batch.species, batch.edge_index, batch.edge_vec())
     pos = batch.pos.detach().requires_grad_(True)
     atomic = model(batch.species, batch.edge_index, batch.edge_vec(pos))
-    energy = torch.zeros(batch.n_structures, dtype=atomic.dtype).index_add_(0, batch.batch, atomic)
+    energy = atomic.new_zeros(batch.n_structures).index_add_(0, batch.batch, atomic)
     (grad,) = torch.autograd.grad(energy.sum(), pos, create_graph=create_graph)
     return energy, -grad
 
@@ -54,11 +54,11 @@ def energy_forces_stress(model: EnergyModel, batch: Graph,
     autograd through a homogeneous strain ``ε`` applied to every edge vector,
     ``r → r (1 + ε)`` (the same stress as ``−Σ r ⊗ ∂E/∂r / V`` of the deployed model)."""
     pos = batch.pos.detach().requires_grad_(True)
-    strain = torch.zeros(batch.n_structures, 3, 3, dtype=pos.dtype, requires_grad=True)
+    strain = pos.new_zeros(batch.n_structures, 3, 3).requires_grad_(True)
     vec = batch.edge_vec(pos)
     vec = vec + torch.einsum("ea,eab->eb", vec, strain[batch.batch[batch.edge_index[0]]])
     atomic = model(batch.species, batch.edge_index, vec)
-    energy = torch.zeros(batch.n_structures, dtype=atomic.dtype).index_add_(0, batch.batch, atomic)
+    energy = atomic.new_zeros(batch.n_structures).index_add_(0, batch.batch, atomic)
     grad_pos, grad_strain = torch.autograd.grad(energy.sum(), [pos, strain], create_graph=create_graph)
     stress = grad_strain / batch.volume[:, None, None]
     return energy, -grad_pos, 0.5 * (stress + stress.transpose(1, 2))
@@ -128,6 +128,7 @@ class Trainer:
         self.config = config.validate()
         self.out = Path(out_dir)
         self.dtype = getattr(torch, config.dtype)
+        self.device = config.torch_device()
         if config.threads:
             torch.set_num_threads(config.threads)
         torch.manual_seed(config.seed)
@@ -173,6 +174,10 @@ class Trainer:
             log(f"fitted reference energies {stats['reference_energy']} eV, scale {stats['scale']:.4f} eV")
             if callable(getattr(model, "fit_statistics", None)):  # model-specific statistics (e.g. neighbour count)
                 log(f"fitted model statistics {model.fit_statistics(train)}")
+        # statistics are fitted on the CPU copies; the model and every graph then move once
+        model.to(self.device)
+        train = [g.to(device=self.device) for g in train]
+        valid = [g.to(device=self.device) for g in valid]
 
         # Buffers hold statistics fitted before training (reference energies, feature scaling,
         # index tables): the EMA copies them instead of averaging them, which would round
@@ -202,7 +207,7 @@ class Trainer:
         (self.out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         n_params = sum(p.numel() for p in model.parameters())
         stress_weight = stress_weight_for(cfg, model, train)
-        log(f"training {cfg.model} ({n_params:,} parameters, {cfg.dtype}) on {len(train)} structures, "
+        log(f"training {cfg.model} ({n_params:,} parameters, {cfg.dtype}, {self.device}) on {len(train)} structures, "
             f"validating on {len(valid)}; stress weight {stress_weight:g}; output in {self.out}")
 
         t_wall, t_cpu = time.perf_counter() - wall0, time.process_time() - cpu0
