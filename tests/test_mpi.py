@@ -13,6 +13,7 @@ and the halo operator itself (an index-map exchanger in one process).
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -383,7 +384,11 @@ def test_device_log_and_cuda_request_without_gpu(tmp_path, mpi_models, cu500):
     script = SINGLE_POINT.format(mode="", model=mpi_models["cu_float64"], elements="Cu", processors="", after_read="")
     proc = run_lmp(tmp_path, script, nprocs=2)
     assert proc.returncode == 0, proc.stdout[-3000:]
-    assert re.search(r"rank 0: 0 of 2 -> cpu", proc.stdout) and re.search(r"rank 1: 1 of 2 -> cpu", proc.stdout)
+    # on a GPU machine (gpu_lammps.sh runs this with MLFF_DEVICE=cuda) rank r uses cuda:(r mod devices)
+    n_gpu = torch.cuda.device_count() if os.environ.get("MLFF_DEVICE", "auto") != "cpu" else 0
+    for r in range(2):
+        want = f"cuda:{r % n_gpu}" if n_gpu else "cpu"
+        assert re.search(rf"rank {r}: {r} of 2 -> {want}\b", proc.stdout), proc.stdout[-2000:]
     if not torch.cuda.is_available():
         err = lammps_error(run_lmp(tmp_path, script, nprocs=2, env={"MLFF_DEVICE": "cuda"}))
         assert "MLFF_DEVICE=cuda but torch sees no CUDA device" in err
