@@ -32,28 +32,28 @@ MLFF_PLUGIN=1 MLFF_CUDA=1 PYTHON="$PY" BUILD_DIR="$ROOT/build-gpu" bash scripts/
 export PATH="$VENV/bin:$PATH" LAMMPS_PLUGIN_PATH="$ROOT/python/mlff/lib" MLFF_VENV="$VENV"
 
 status=0
-for stage in "${@:-tests gpu}"; do
-  for s in $stage; do
-    case "$s" in
-      tests)
-        # (the entry-point test needs a pip-installed mlff)
-        MLFF_DEVICE=cuda "$PY" -m pytest -q -p no:cacheprovider tests/test_lammps.py tests/test_ops_lammps.py \
-          tests/test_equivariant_lammps.py tests/test_mpi.py \
-          --deselect tests/test_lammps.py::test_plugin_dir_entry_point_is_the_built_folder \
-          2>&1 | tee "$RESULTS/lammps_tests.txt" | tail -5 || status=1
-        ;;
-      gpu)
-        "$PY" benchmarks/lammps_gpu.py --model "$NEQUIP_MODEL" --json "$RESULTS/lammps_gpu_nequip.json" \
-          2>&1 | tee "$RESULTS/lammps_gpu_nequip.txt" || status=1
-        ;;
-      ranks)
-        MLFF_DEVICE=cpu "$PY" benchmarks/lammps_cu.py --model "$SCHNET_MODEL" --ranks 1 2 4 8 16 --modes halo \
-          --json "$RESULTS/lammps_cu_ranks.json" 2>&1 | tee "$RESULTS/lammps_cu_ranks.txt" || status=1
-        "$PY" benchmarks/lammps_gpu.py --model "$SCHNET_MODEL" --cells 10 20 30 --json "$RESULTS/lammps_gpu_schnet.json" \
-          2>&1 | tee "$RESULTS/lammps_gpu_schnet.txt" || status=1
-        ;;
-      *) echo "gpu_lammps.sh: unknown stage '$s' (tests, gpu, ranks)" >&2; exit 2 ;;
-    esac
-  done
+stages=("$@")
+[ "$#" -gt 0 ] || stages=(tests gpu)
+for s in "${stages[@]}"; do
+  case "$s" in
+    tests)
+      # (the entry-point test needs a pip-installed mlff)
+      MLFF_DEVICE=cuda "$PY" -m pytest -q -p no:cacheprovider tests/test_lammps.py tests/test_ops_lammps.py \
+        tests/test_equivariant_lammps.py tests/test_mpi.py \
+        --deselect tests/test_lammps.py::test_plugin_dir_entry_point_is_the_built_folder \
+        2>&1 | tee "$RESULTS/lammps_tests.txt" | tail -5 || status=1
+      ;;
+    gpu)
+      "$PY" benchmarks/lammps_gpu.py --model "$NEQUIP_MODEL" --json "$RESULTS/lammps_gpu_nequip.json" \
+        2>&1 | tee "$RESULTS/lammps_gpu_nequip.txt" || status=1
+      ;;
+    ranks)
+      MLFF_DEVICE=cpu "$PY" benchmarks/lammps_cu.py --model "$SCHNET_MODEL" --ranks 1 2 4 8 16 --modes halo \
+        --json "$RESULTS/lammps_cu_ranks.json" 2>&1 | tee "$RESULTS/lammps_cu_ranks.txt" || status=1
+      "$PY" benchmarks/lammps_gpu.py --model "$SCHNET_MODEL" --cells 10 20 30 --json "$RESULTS/lammps_gpu_schnet.json" \
+        2>&1 | tee "$RESULTS/lammps_gpu_schnet.txt" || status=1
+      ;;
+    *) echo "gpu_lammps.sh: unknown stage '$s' (tests, gpu, ranks)" >&2; exit 2 ;;
+  esac
 done
 exit $status

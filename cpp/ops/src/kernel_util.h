@@ -1,5 +1,5 @@
-// Helpers shared by the CPU operators (symmetry_functions.cpp, tensor_product.cpp,
-// edge_conv.cpp, schnet_filter.cpp).
+// Helpers shared by the operators (symmetry_functions.cpp, tensor_product.cpp,
+// tensor_product_uvw.cpp, edge_conv.cpp, schnet_filter.cpp).
 #ifndef MLFF_KERNEL_UTIL_H
 #define MLFF_KERNEL_UTIL_H
 

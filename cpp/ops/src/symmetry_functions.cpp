@@ -27,7 +27,6 @@
 // triplets with r_jk ≥ r_c are skipped (their f_c(r_jk) = 0).
 #include "kernel_util.h"
 #include "symmetry_functions_kernel.h"
-#include "table_cache.h"
 #include "mlff/ops.h"
 
 #include <ATen/Dispatch.h>
@@ -499,18 +498,8 @@ struct Args {
 at::Tensor sf_cuda(const Inputs &in, const Args &args, const at::Tensor &tangent, const at::Tensor &grad)
 {
 #ifdef MLFF_WITH_CUDA
-  // the parameter tables validated once (they live on the device: reading them is a sync)
-  const auto bits = [](double x) {
-    int64_t b;
-    std::memcpy(&b, &x, sizeof b);
-    return b;
-  };
-  static TableCache<bool> validated;
-  validated.get({args.radial, args.angular}, {args.n_species, args.cutoff, bits(args.r_c), bits(args.gamma)}, [&] {
-    (void)make_spec(args.radial, args.angular, 0, args.n_species, args.r_c, args.cutoff, args.gamma);
-    return true;
-  });
-  TORCH_CHECK(args.n_atoms >= 0, "mlff::symmetry_functions: bad n_atoms ", args.n_atoms);
+  // validates the parameter tables (the models keep them as CPU tensors: no device read)
+  (void)args.spec();
   TORCH_CHECK(indices_in_range({{in.centre, args.n_atoms}, {in.species, args.n_species}}),
               "mlff::symmetry_functions: an edge has a centre outside [0, ", args.n_atoms,
               ") or a neighbour species outside [0, ", args.n_species, ")");
