@@ -1038,8 +1038,8 @@ void PairMLFF::finish()
    halo exchange of model features (called from inside the model, through
    torch.ops.mlff.halo_exchange / halo_reverse, on every rank in step)
 
-   Staging: halo_buf_ holds nlocal + nghost rows of `width` doubles in LAMMPS
-   atom order.  Forward: local rows <- the nodes' rows; forward_comm fills every
+   Staging: halo_buf_ holds nlocal + nghost rows in LAMMPS atom order, each the
+   `width` feature values in the model's dtype, padded to whole doubles.  Forward: local rows <- the nodes' rows; forward_comm fills every
    ghost row from its owner (relayed ghosts included); ghost nodes read their
    rows back.  Reverse (the adjoint): local and ghost-node rows <- gradient rows,
    other ghost rows 0; reverse_comm adds every ghost row onto its owner's row;
@@ -1061,6 +1061,25 @@ int64_t MLFFHaloExchanger::width_of(const at::Tensor &x, const char *what) const
   return w;
 }
 
+// Rows travel in the model's own precision: a row of w values of `elem` bytes fills
+// ceil(w·elem / 8) doubles of LAMMPS's buffers (fp32: two values per double), so fp32
+// models move half the bytes of fp64 ones and skip the conversion to double.
+void PairMLFF::halo_stage(size_t elem_bytes, int64_t w)
+{
+  halo_float_ = elem_bytes == sizeof(float);
+  halo_row_bytes_ = static_cast<size_t>(w) * elem_bytes;
+  halo_width_ = static_cast<int>((halo_row_bytes_ + sizeof(double) - 1) / sizeof(double));
+}
+
+namespace {
+at::Tensor features_on_cpu(const at::Tensor &x, const char *what)
+{
+  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble, "torch.ops.mlff.", what,
+              ": float32/float64 features expected, got ", x.scalar_type());
+  return x.detach().to(torch::kCPU).contiguous();
+}
+}    // namespace
+
 at::Tensor MLFFHaloExchanger::forward(const at::Tensor &x)
 {
   PairMLFF &p = *pair;
@@ -1072,24 +1091,29 @@ at::Tensor MLFFHaloExchanger::forward(const at::Tensor &x)
                    "out of memory injected by MLFF_FAULT_INJECT_OOM_RANK=", p.fault_rank_);
   const int nlocal = p.atom->nlocal;
   const int nall = nlocal + p.atom->nghost;
-  const int64_t n = p.n_nodes_;
-  at::Tensor xc = x.detach().to(torch::kCPU, torch::kFloat64).contiguous().view({n, w});
-  at::Tensor out = xc.clone();
-  if (w == 0) return out.view(x.sizes()).to(x.device(), x.scalar_type());
+  const at::Tensor xc = features_on_cpu(x, "halo_exchange");
+  if (w == 0) return xc.clone().view(x.sizes()).to(x.device());
+  p.halo_stage(xc.element_size(), w);
+  const size_t row = p.halo_row_bytes_, stride = p.halo_width_ * sizeof(double);
 
-  p.halo_buf_.resize(static_cast<size_t>(nall) * w);
-  double *buf = p.halo_buf_.data();
-  double *o = out.data_ptr<double>();
-  if (nlocal > 0) std::memcpy(buf, o, sizeof(double) * nlocal * w);
+  p.halo_buf_.resize(static_cast<size_t>(nall) * p.halo_width_);
+  char *buf = reinterpret_cast<char *>(p.halo_buf_.data());
+  const char *in = static_cast<const char *>(xc.data_ptr());
+  for (int i = 0; i < nlocal; ++i) std::memcpy(buf + i * stride, in + i * row, row);
   const double t0 = wall_seconds();
-  p.halo_width_ = static_cast<int>(w);
-  p.comm->forward_comm(&p, static_cast<int>(w));
-  p.halo_width_ = 0;
+  p.comm->forward_comm(&p, p.halo_width_);
   p.t_halo_ += wall_seconds() - t0;
+  const int width = p.halo_width_;
+  p.halo_width_ = 0;
+
+  // out: the local rows as they were, then every ghost node's row from its owner
+  at::Tensor out = at::empty_like(xc);
+  char *o = static_cast<char *>(out.data_ptr());
+  std::memcpy(o, in, row * nlocal);
   for (size_t k = 0; k < p.ghost_node_atoms_.size(); ++k)
-    std::memcpy(o + (nlocal + k) * w, buf + static_cast<size_t>(p.ghost_node_atoms_[k]) * w,
-                sizeof(double) * w);
-  return out.view(x.sizes()).to(x.device(), x.scalar_type());
+    std::memcpy(o + (nlocal + k) * row, buf + static_cast<size_t>(p.ghost_node_atoms_[k]) * width * sizeof(double),
+                row);
+  return out.view(x.sizes()).to(x.device());
 }
 
 at::Tensor MLFFHaloExchanger::reverse(const at::Tensor &g)
@@ -1099,25 +1123,25 @@ at::Tensor MLFFHaloExchanger::reverse(const at::Tensor &g)
   ++p.n_halo_reverse_;
   const int nlocal = p.atom->nlocal;
   const int nall = nlocal + p.atom->nghost;
-  const int64_t n = p.n_nodes_;
-  at::Tensor gc = g.detach().to(torch::kCPU, torch::kFloat64).contiguous().view({n, w});
-  at::Tensor out = torch::zeros({n, w}, torch::TensorOptions().dtype(torch::kFloat64));
-  if (w == 0) return out.view(g.sizes()).to(g.device(), g.scalar_type());
+  const at::Tensor gc = features_on_cpu(g, "halo_reverse");
+  at::Tensor out = at::zeros_like(gc);
+  if (w == 0) return out.view(g.sizes()).to(g.device());
+  p.halo_stage(gc.element_size(), w);
+  const size_t row = p.halo_row_bytes_, stride = p.halo_width_ * sizeof(double);
 
-  p.halo_buf_.assign(static_cast<size_t>(nall) * w, 0.0);
-  double *buf = p.halo_buf_.data();
-  const double *gin = gc.data_ptr<double>();
-  if (nlocal > 0) std::memcpy(buf, gin, sizeof(double) * nlocal * w);
+  p.halo_buf_.assign(static_cast<size_t>(nall) * p.halo_width_, 0.0);    // all-zero bits: 0 in fp32 too
+  char *buf = reinterpret_cast<char *>(p.halo_buf_.data());
+  const char *in = static_cast<const char *>(gc.data_ptr());
+  for (int i = 0; i < nlocal; ++i) std::memcpy(buf + i * stride, in + i * row, row);
   for (size_t k = 0; k < p.ghost_node_atoms_.size(); ++k)
-    std::memcpy(buf + static_cast<size_t>(p.ghost_node_atoms_[k]) * w, gin + (nlocal + k) * w,
-                sizeof(double) * w);
+    std::memcpy(buf + static_cast<size_t>(p.ghost_node_atoms_[k]) * stride, in + (nlocal + k) * row, row);
   const double t0 = wall_seconds();
-  p.halo_width_ = static_cast<int>(w);
-  p.comm->reverse_comm(&p, static_cast<int>(w));
-  p.halo_width_ = 0;
+  p.comm->reverse_comm(&p, p.halo_width_);
   p.t_halo_ += wall_seconds() - t0;
-  if (nlocal > 0) std::memcpy(out.data_ptr<double>(), buf, sizeof(double) * nlocal * w);
-  return out.view(g.sizes()).to(g.device(), g.scalar_type());
+  p.halo_width_ = 0;
+  char *o = static_cast<char *>(out.data_ptr());
+  for (int i = 0; i < nlocal; ++i) std::memcpy(o + i * row, buf + i * stride, row);
+  return out.view(g.sizes()).to(g.device());
 }
 
 int PairMLFF::pack_forward_comm(int n, int *list, double *buf, int /*pbc_flag*/, int * /*pbc*/)
@@ -1149,16 +1173,27 @@ int PairMLFF::pack_reverse_comm(int n, int first, double *buf)
   return n * w;
 }
 
+namespace {
+template <typename S>
+void add_rows(double *dst, const int *list, const double *in, int n, int w_doubles)
+{
+  const int values = static_cast<int>(w_doubles * sizeof(double) / sizeof(S));
+  for (int i = 0; i < n; ++i) {
+    S *row = reinterpret_cast<S *>(dst + static_cast<size_t>(list[i]) * w_doubles);
+    const S *add = reinterpret_cast<const S *>(in + static_cast<size_t>(i) * w_doubles);
+    for (int c = 0; c < values; ++c) row[c] += add[c];    // fp32 padding values are 0 + 0
+  }
+}
+}    // namespace
+
 void PairMLFF::unpack_reverse_comm(int n, int *list, double *buf)
 {
   const int w = halo_width_;
   if (w <= 0) return;
-  double *dst = halo_buf_.data();
-  for (int i = 0; i < n; ++i) {
-    double *row = dst + static_cast<size_t>(list[i]) * w;
-    const double *in = buf + static_cast<size_t>(i) * w;
-    for (int c = 0; c < w; ++c) row[c] += in[c];
-  }
+  if (halo_float_)
+    add_rows<float>(halo_buf_.data(), list, buf, n, w);
+  else
+    add_rows<double>(halo_buf_.data(), list, buf, n, w);
 }
 
 /* ---------------------------------------------------------------------- */
