@@ -21,6 +21,7 @@ there), ``halo`` (per-layer feature exchange, ghost cutoff r_max) and ``redundan
 (ghost cutoff n_message_passing x r_max, no exchange).
 
     python benchmarks/lammps_cu.py --model benchmarks/out/cu_schnet/model.pt
+    python benchmarks/lammps_cu.py --model model_f32.pt model_f32_tab.pt   # several models, one run
     python benchmarks/lammps_cu.py --model m.pt --ranks 1 2 --modes halo redundant --repeat 2 \\
         --json benchmarks/out/lammps_cu.json
 
@@ -136,7 +137,8 @@ def run_concurrent_pair(kind: str, mode: str, steps: int, warmup: int, model: Pa
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", type=Path, required=True, help="deployed Cu model (mlff-deploy)")
+    parser.add_argument("--model", type=Path, nargs="+", required=True,
+                        help="deployed Cu model(s) (mlff-deploy), each run in every mode")
     parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--modes", nargs="+", default=["owner", "halo", "redundant"],
                         choices=["owner", "halo", "redundant"])
@@ -150,56 +152,72 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--keep", type=Path, help="keep the run folders (inputs, logs) here")
     args = parser.parse_args(argv)
-    if not args.model.is_file():
-        parser.error(f"model {args.model} does not exist")
+    for model in args.model:
+        if not model.is_file():
+            parser.error(f"model {model} does not exist")
+    models = {f"mlff {m.stem}": m.resolve() for m in args.model}  # name -> file
+    if len(models) != len(args.model):
+        parser.error("the model files need different names")
 
-    configs = []
+    configs = []  # (name, ranks, mode, steps): name is eam, snap or "mlff <model file stem>"
     for ranks in args.ranks:
         configs.append(("eam", ranks, "-", args.steps_eam))
         configs.append(("snap", ranks, "-", args.steps_snap))
-        for mode in args.modes:
-            if mode == "owner" and ranks != 1:
-                continue
-            configs.append(("mlff", ranks, mode, args.steps))
+        for name in models:
+            for mode in args.modes:
+                if mode == "owner" and ranks != 1:
+                    continue
+                configs.append((name, ranks, mode, args.steps))
 
     # The machine's own ceiling for 1 -> 2 rank scaling: two independent 1-rank runs
     # at once share caches and memory bandwidth but exchange nothing.
     ceiling_configs = [] if (args.no_ceiling or 2 not in args.ranks) else \
-        [("snap", "-", args.steps_snap)] + ([("mlff", "owner", args.steps)] if "owner" in args.modes else [])
+        [("snap", "-", args.steps_snap)] + ([(name, "owner", args.steps) for name in models]
+                                            if "owner" in args.modes else [])
 
     base = args.keep or Path(tempfile.mkdtemp(prefix="mlff_bench_"))
     best: dict[tuple, dict] = {}
     pair_best: dict[tuple, dict] = {}
     # repeats outermost: a slow spell of a shared machine hits every configuration alike
     for rep in range(args.repeat):
-        for kind, ranks, mode, steps in configs:
-            res = run_one(kind, ranks, mode, steps, args.warmup, args.model.resolve(),
-                          base / f"{kind}_{mode}_np{ranks}_{rep}")
-            key = (kind, ranks, mode)
+        for name, ranks, mode, steps in configs:
+            kind = name.split()[0]
+            res = run_one(kind, ranks, mode, steps, args.warmup, models.get(name),
+                          base / f"{name.replace(' ', '_')}_{mode}_np{ranks}_{rep}")
+            res["name"] = name
+            key = (name, ranks, mode)
             if key not in best or res["loop_s"] < best[key]["loop_s"]:
                 best[key] = res
-            print(f"  [{rep + 1}/{args.repeat}] {kind:5s} {mode:9s} {ranks} rank(s): "
+            print(f"  [{rep + 1}/{args.repeat}] {name:18s} {mode:9s} {ranks} rank(s): "
                   f"{res['atom_steps_per_s']:12.0f} atom-steps/s, "
                   f"peak RSS {res['peak_rss_mib_per_rank'] or float('nan'):8.0f} MiB/rank", flush=True)
-        for kind, mode, steps in ceiling_configs:
-            res = run_concurrent_pair(kind, mode, steps, args.warmup, args.model.resolve(),
-                                      base / f"{kind}_{mode}_pair_{rep}")
-            if (kind, mode) not in pair_best or res["loop_s"] < pair_best[(kind, mode)]["loop_s"]:
-                pair_best[(kind, mode)] = res
-            print(f"  [{rep + 1}/{args.repeat}] {kind:5s} {mode:9s} 2 x 1 rank at once: "
+        for name, mode, steps in ceiling_configs:
+            res = run_concurrent_pair(name.split()[0], mode, steps, args.warmup, models.get(name),
+                                      base / f"{name.replace(' ', '_')}_{mode}_pair_{rep}")
+            if (name, mode) not in pair_best or res["loop_s"] < pair_best[(name, mode)]["loop_s"]:
+                pair_best[(name, mode)] = res
+            print(f"  [{rep + 1}/{args.repeat}] {name:18s} {mode:9s} 2 x 1 rank at once: "
                   f"{res['atom_steps_per_s']:12.0f} atom-steps/s each (slower copy)", flush=True)
-    results = [best[(kind, ranks, mode)] for kind, ranks, mode, _ in configs]
+    results = [best[(name, ranks, mode)] for name, ranks, mode, _ in configs]
     if not args.keep:
         shutil.rmtree(base, ignore_errors=True)
 
-    by = {(r["kind"], r["mode"], r["ranks"]): r for r in results}
-    meta = json.loads(subprocess.run([sys.executable, "-c", (
-        "import json,sys; from mlff.deploy import load_deployed; m=load_deployed(sys.argv[1])[1]; "
-        "print(json.dumps({k: m.get(k) for k in ('model_kind','dtype','r_max','n_message_passing','hparams')}))"),
-        str(args.model)], capture_output=True, text=True, check=True).stdout)
+    by = {(r["name"], r["mode"], r["ranks"]): r for r in results}
+    meta = {}
+    for name, path in models.items():
+        meta[name] = json.loads(subprocess.run([sys.executable, "-c", (
+            "import json,sys; from mlff.deploy import load_deployed; m=load_deployed(sys.argv[1])[1]; "
+            "print(json.dumps({k: m.get(k) for k in "
+            "('model_kind','dtype','r_max','n_message_passing','hparams','radial_tables')}))"),
+            str(path)], capture_output=True, text=True, check=True).stdout)
 
-    print(f"\nCu fcc, {results[0]['atoms']} atoms, NVE 600 K; model {args.model} ({meta['model_kind']}, "
-          f"{meta['dtype']}, r_max {meta['r_max']} Å, {meta['n_message_passing']} layers, hparams {meta['hparams']})")
+    print(f"\nCu fcc, {results[0]['atoms']} atoms, NVE 600 K")
+    for name, m in meta.items():
+        tables = m.get("radial_tables")
+        tab = (f", radial networks tabulated ({tables['n_intervals'][0]} intervals, relative error "
+               f"{tables['error']:.1e} / derivatives {tables['error_derivative']:.1e})") if tables else ""
+        print(f"{name}: {models[name]} ({m['model_kind']}, {m['dtype']}, r_max {m['r_max']} Å, "
+              f"{m['n_message_passing']} layers, hparams {m['hparams']}{tab})")
     print("| potential | mode | ranks | atom-steps/s | vs eam | vs snap | 1→2 rank efficiency | peak RSS/rank (MiB) |")
     print("|---|---|---|---|---|---|---|---|")
     for r in results:
@@ -207,41 +225,51 @@ def main(argv: list[str] | None = None) -> int:
         snap = by.get(("snap", "-", r["ranks"]))
         eff = ""
         if r["ranks"] == 2:
-            one = by.get((r["kind"], r["mode"], 1))
+            one = by.get((r["name"], r["mode"], 1))
             if one:
                 eff = f"{r['atom_steps_per_s'] / (2 * one['atom_steps_per_s']):.0%}"
                 r["efficiency_1_to_2"] = r["atom_steps_per_s"] / (2 * one["atom_steps_per_s"])
             if r["kind"] == "mlff":
-                owner = by.get(("mlff", "owner", 1))
+                owner = by.get((r["name"], "owner", 1))
                 if owner and r["mode"] != "owner":
                     r["efficiency_vs_1rank_owner"] = r["atom_steps_per_s"] / (2 * owner["atom_steps_per_s"])
                     eff += f" ({r['efficiency_vs_1rank_owner']:.0%} vs 1-rank owner)"
         r["ratio_vs_eam"] = r["atom_steps_per_s"] / eam["atom_steps_per_s"] if eam else None
         r["ratio_vs_snap"] = r["atom_steps_per_s"] / snap["atom_steps_per_s"] if snap else None
-        name = {"eam": "eam Cu_u3", "snap": "snap Cu_Zuo_JPCA2020", "mlff": f"mlff {meta['model_kind']}"}[r["kind"]]
+        label = {"eam": "eam Cu_u3", "snap": "snap Cu_Zuo_JPCA2020"}.get(r["name"], r["name"])
         rss = f"{r['peak_rss_mib_per_rank']:.0f}" if r["peak_rss_mib_per_rank"] else "n/a"
         ratio = {k: (f"{r[k]:.3g}" if r[k] is not None else "") for k in ("ratio_vs_eam", "ratio_vs_snap")}
-        print(f"| {name} | {r['mode']} | {r['ranks']} | {r['atom_steps_per_s']:.4g} | "
+        print(f"| {label} | {r['mode']} | {r['ranks']} | {r['atom_steps_per_s']:.4g} | "
               f"{ratio['ratio_vs_eam']} | {ratio['ratio_vs_snap']} | {eff} | {rss} |")
-    for ranks in args.ranks:
-        h, d = by.get(("mlff", "halo", ranks)), by.get(("mlff", "redundant", ranks))
-        if h and d and h["peak_rss_mib_per_rank"] and d["peak_rss_mib_per_rank"]:
-            print(f"{ranks} rank(s): peak memory per rank halo / redundant = "
-                  f"{h['peak_rss_mib_per_rank'] / d['peak_rss_mib_per_rank']:.2f}; "
-                  f"speed halo / redundant = {h['atom_steps_per_s'] / d['atom_steps_per_s']:.2f}")
+    for name in models:
+        for ranks in args.ranks:
+            h, d = by.get((name, "halo", ranks)), by.get((name, "redundant", ranks))
+            if h and d and h["peak_rss_mib_per_rank"] and d["peak_rss_mib_per_rank"]:
+                print(f"{name}, {ranks} rank(s): peak memory per rank halo / redundant = "
+                      f"{h['peak_rss_mib_per_rank'] / d['peak_rss_mib_per_rank']:.2f}; "
+                      f"speed halo / redundant = {h['atom_steps_per_s'] / d['atom_steps_per_s']:.2f}")
+    names = list(models)
+    for other in names[1:]:
+        for ranks in args.ranks:
+            for mode in args.modes:
+                a, b = by.get((names[0], mode, ranks)), by.get((other, mode, ranks))
+                if a and b:
+                    print(f"{other} / {names[0]}, {mode}, {ranks} rank(s): "
+                          f"{b['atom_steps_per_s'] / a['atom_steps_per_s']:.2f}x the atom-steps/s")
     ceilings = []
-    for (kind, mode), pair in pair_best.items():
-        solo = by.get((kind, mode, 1))
+    for (name, mode), pair in pair_best.items():
+        solo = by.get((name, mode, 1))
         if solo:
             factor = pair["atom_steps_per_s"] / solo["atom_steps_per_s"]
-            ceilings.append({"kind": kind, "mode": mode, "solo": solo["atom_steps_per_s"],
+            ceilings.append({"name": name, "mode": mode, "solo": solo["atom_steps_per_s"],
                              "each_of_two_at_once": pair["atom_steps_per_s"], "ceiling": factor})
-            print(f"machine ceiling ({kind} {mode}): two independent 1-rank runs at once each reach "
+            print(f"machine ceiling ({name} {mode}): two independent 1-rank runs at once each reach "
                   f"{pair['atom_steps_per_s']:.4g} atom-steps/s = {factor:.0%} of one run alone, the most "
                   "any 1→2-rank efficiency can reach here")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"model": str(args.model), "model_metadata": meta, "results": results,
+        args.json.write_text(json.dumps({"models": {k: str(v) for k, v in models.items()}, "model_metadata": meta,
+                                         "results": results,
                                          "machine_ceiling": ceilings}, indent=1))
     return 0
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The LAMMPS Cu benchmark end to end: train SchNet (64 features, 3 interactions,
 # r_max 5 Å) on benchmarks/data/cu_eam_train.extxyz for a few CPU minutes, deploy it
-# in float32 and float64, report its hold-out error, then time it in LAMMPS next to
-# pair_style eam and snap (benchmarks/lammps_cu.py).
+# in float32 and float64 (and float32 with tabulated filters, mlff-deploy --tabulate),
+# report their hold-out errors, then time them in LAMMPS next to pair_style eam and snap
+# (benchmarks/lammps_cu.py).
 #
 #   bash benchmarks/lammps_cu.sh
 # Env: OUT (benchmarks/out/cu_schnet), TRAIN_MINUTES (12), REPEAT (3), STEPS (10)
@@ -19,8 +20,9 @@ if [ ! -f "$OUT/best.ckpt" ]; then
 fi
 mlff-deploy "$OUT/best.ckpt" -o "$OUT/model.pt" --dtype float64
 mlff-deploy "$OUT/best.ckpt" -o "$OUT/model_f32.pt" --dtype float32
-mlff eval "$OUT/model.pt" "$data/cu_eam_holdout.extxyz"
-python benchmarks/lammps_cu.py --model "$OUT/model_f32.pt" --repeat "${REPEAT:-3}" --steps "${STEPS:-10}" \
+mlff-deploy "$OUT/best.ckpt" -o "$OUT/model_f32_tab.pt" --dtype float32 --tabulate
+for m in model model_f32 model_f32_tab; do mlff eval "$OUT/$m.pt" "$data/cu_eam_holdout.extxyz"; done
+python benchmarks/lammps_cu.py --model "$OUT/model_f32.pt" "$OUT/model_f32_tab.pt" --repeat "${REPEAT:-3}" --steps "${STEPS:-10}" \
   --json "$OUT/../lammps_cu_f32.json"
 python benchmarks/lammps_cu.py --model "$OUT/model.pt" --modes owner halo --repeat "${REPEAT:-3}" \
   --steps "${STEPS:-10}" --json "$OUT/../lammps_cu_f64.json"

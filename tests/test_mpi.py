@@ -206,6 +206,21 @@ def test_toluene_box_1_2_4_ranks_agree(tmp_path, mpi_models, toluene_box, dtype)
         assert_agree(got, py, rtol, f"{nprocs} ranks {mode} vs Python")
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_tabulated_schnet_on_1_2_4_ranks_equals_python(tmp_path, cu500, dtype):
+    """``mlff-deploy --tabulate`` (filters read from tables by torch.ops.mlff.radial_table),
+    15 filters: an fp32 halo row of 60 bytes is padded to 8 doubles."""
+    model = random_schnet(["Cu"], seed=23, n_features=15)
+    path = tmp_path / "tab.pt"
+    meta = export_model(model, path, dtype=getattr(torch, dtype), tabulate=True)
+    assert meta["radial_tables"] and meta["halo_widths"] == [15, 15]
+    rtol = RTOL[dtype]
+    py = python_point(cu500, path)
+    for nprocs, mode in ((1, ""), (2, "halo"), (4, "halo")):
+        got = lammps_point(tmp_path / f"np{nprocs}", cu500, path, ["Cu"], nprocs, mode=mode)
+        assert_agree(got, py, max(rtol, 1e-10) if nprocs == 1 else rtol, f"{nprocs} ranks {mode or 'owner'} vs Python")
+
+
 def test_empty_subdomain_and_non_consecutive_ids(tmp_path, mpi_models):
     """``processors 1 1 4`` with one z-slab emptied: the empty rank still takes part in every
     exchange and relays ghosts across its (thinner than the cutoff) slab; atom IDs have gaps."""

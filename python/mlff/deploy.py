@@ -102,13 +102,24 @@ def halo_widths(model: nn.Module) -> list[int] | None:
     return [int(w) for w in widths]
 
 
-def export_model(model: EnergyModel, path: str | Path, dtype: torch.dtype = torch.float64) -> dict[str, Any]:
+def export_model(model: EnergyModel, path: str | Path, dtype: torch.dtype = torch.float64,
+                 tabulate: bool = False, table_tolerance: float = 1e-8) -> dict[str, Any]:
     """Script ``model`` (a copy, cast to ``dtype``) and write it with metadata to ``path``.
 
+    ``tabulate``: the copy's radial networks are replaced by tables first
+    (:meth:`~mlff.models.EnergyModel.tabulate_radial`, relative error at most
+    ``table_tolerance`` in values and derivatives; metadata ``radial_tables``).
+
     Returns the metadata dict. The file is written to a temporary name and renamed.
+    Raises ``ConfigError`` if ``tabulate`` is asked of a model without radial networks.
     """
-    model = copy.deepcopy(model).to(dtype).eval()
+    model = copy.deepcopy(model).eval()
+    tables = model.tabulate_radial(table_tolerance) if tabulate else []
+    model = model.to(dtype)
     meta = metadata_for(model, dtype)
+    meta["radial_tables"] = None if not tables else {
+        "tolerance": table_tolerance, "n_intervals": [t.n_intervals for t in tables],
+        "error": max(t.error for t in tables), "error_derivative": max(t.error_derivative for t in tables)}
     wrapper = DeployedForceField if meta["direct_forces"] else DeployedPotential
     scripted = torch.jit.script(wrapper(model.for_export()))
     path = Path(path)
@@ -150,15 +161,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-o", "--output", required=True, help="output model file, e.g. model.pt")
     parser.add_argument("--dtype", choices=["float64", "float32"], default="float64",
                         help="precision of the deployed model (default float64)")
+    parser.add_argument("--tabulate", action="store_true",
+                        help="replace the radial (filter) networks by quintic Hermite tables: about 2x faster "
+                             "SchNet force calls, within --table-tolerance of the network (schnet)")
+    parser.add_argument("--table-tolerance", type=float, default=1e-8,
+                        help="largest relative error of the tables in values and derivatives (default 1e-8)")
     args = parser.parse_args(argv)
     try:
         model = model_from_record(load_checkpoint(args.checkpoint))
-        meta = export_model(model, args.output, getattr(torch, args.dtype))
+        meta = export_model(model, args.output, getattr(torch, args.dtype), args.tabulate, args.table_tolerance)
     except MLFFError as exc:
         print(f"mlff-deploy: error: {exc}", file=sys.stderr)
         return 2
     print(f"mlff-deploy: wrote {args.output} ({meta['model_kind']}, species {meta['species']}, "
           f"r_max {meta['r_max']} Å, {meta['n_message_passing']} message-passing layers, {meta['dtype']})")
+    if meta["radial_tables"]:
+        t = meta["radial_tables"]
+        print(f"mlff-deploy: radial networks tabulated: {t['n_intervals']} intervals, relative error "
+              f"{t['error']:.1e} (values), {t['error_derivative']:.1e} (derivatives)")
     return 0
 
 

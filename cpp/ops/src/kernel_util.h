@@ -1,4 +1,4 @@
-// Helpers shared by the operators (symmetry_functions.cpp, tensor_product.cpp,
+// Helpers shared by the operators (symmetry_functions.cpp, tensor_product.cpp, radial_table.cpp,
 // tensor_product_uvw.cpp, edge_conv.cpp, schnet_filter.cpp).
 #ifndef MLFF_KERNEL_UTIL_H
 #define MLFF_KERNEL_UTIL_H

@@ -2,7 +2,7 @@
 // Python: torch.ops.mlff.<name> after mlff.ops is imported; TorchScript models
 // serialise the calls by name, and LAMMPS resolves them in this same library.
 //
-// Operator set (kOpsVersion = 7):
+// Operator set (kOpsVersion = 8):
 //   halo_exchange(Tensor x) -> Tensor     ghost rows <- owner rows (identity without exchanger)
 //   halo_reverse(Tensor g) -> Tensor      adjoint: owner rows += ghost rows, ghost rows = 0
 //   halo_set_owner_map(Tensor owner) -> ()  install an index-map exchanger (tests)
@@ -30,6 +30,9 @@
 //   schnet_filter(Tensor r, Tensor centres, float gamma, float r_max, Tensor w1, Tensor b1,
 //       Tensor w2, Tensor b2) -> Tensor   SchNet's fused filter network, first derivative in r
 //                                         only (src/schnet_filter.cpp)
+//   radial_table(Tensor r, Tensor table, float r_max) -> Tensor
+//                                         tabulated radial function (quintic Hermite), first
+//                                         derivative in r only (src/radial_table.cpp)
 // Kernels for the models (symmetry functions, tensor products, ...) go into
 // further src/*.cpp files and are declared here.
 
@@ -88,6 +91,7 @@ TORCH_LIBRARY(mlff, m)
   m.def("edge_pair_product(Tensor a, Tensor b, Tensor ia, Tensor ib, Tensor group, int n_out) -> Tensor");
   m.def("schnet_filter(Tensor r, Tensor centres, float gamma, float r_max, Tensor w1, Tensor b1, Tensor w2, "
         "Tensor b2) -> Tensor");
+  m.def("radial_table(Tensor r, Tensor table, float r_max) -> Tensor");
 }
 
 // CompositeImplicitAutograd: the kernel is an autograd::Function, which records
@@ -102,4 +106,5 @@ TORCH_LIBRARY_IMPL(mlff, CompositeImplicitAutograd, m)
   m.impl("edge_conv", &mlff::edge_conv);
   m.impl("edge_pair_product", &mlff::edge_pair_product);
   m.impl("schnet_filter", &mlff::schnet_filter);
+  m.impl("radial_table", &mlff::radial_table);
 }

@@ -53,6 +53,15 @@ class EnergyModel(nn.Module):
         (no exchange needed); ``None`` for message-passing models that do not exchange."""
         return [] if self.n_message_passing <= 1 else None
 
+    def tabulate_radial(self, tolerance: float) -> list:
+        """Replace the model's radial networks by tables (:mod:`mlff.models.radial_table`)
+        for a deployed copy; returns the :class:`~mlff.models.radial_table.RadialTable`
+        of each. Raises ``ConfigError`` for models without tabulated radial networks."""
+        from ..errors import ConfigError
+
+        raise ConfigError(f"model kind {self.kind!r} has no radial networks to tabulate "
+                          f"(tabulation is available for: schnet)")
+
     def for_export(self) -> nn.Module:
         """The module to pass to ``torch.jit.script`` (models whose submodules need
         special compilation override this; may modify ``self``)."""

@@ -27,7 +27,7 @@ from typing import Iterator
 import torch
 
 LIBRARY_NAME = "libmlff_ops.so"
-OPS_VERSION = 7  # must match mlff::kOpsVersion (cpp/ops/include/mlff/ops.h)
+OPS_VERSION = 8  # must match mlff::kOpsVersion (cpp/ops/include/mlff/ops.h)
 
 
 def library_path() -> str:
@@ -77,6 +77,8 @@ def _register_fallback() -> None:
     lib.define("schnet_filter(Tensor r, Tensor centres, float gamma, float r_max, Tensor w1, Tensor b1, "
                "Tensor w2, Tensor b2) -> Tensor")
     lib.impl("schnet_filter", _not_built, "CompositeImplicitAutograd")
+    lib.define("radial_table(Tensor r, Tensor table, float r_max) -> Tensor")
+    lib.impl("radial_table", _not_built, "CompositeImplicitAutograd")
     lib.define("halo_active() -> bool")
     lib.impl("halo_active", lambda: False, "CompositeImplicitAutograd")
     lib.define("cuda_built() -> bool")

@@ -116,8 +116,14 @@ MLFF_OPS_API at::Tensor schnet_filter(const at::Tensor &r, const at::Tensor &cen
                                       const at::Tensor &w1, const at::Tensor &b1, const at::Tensor &w2,
                                       const at::Tensor &b2);
 
+// A tabulated radial function y(r) [U, F] of pair distances r [U] (src/radial_table.cpp):
+// quintic Hermite interpolation in table [N + 1, 3, F] = (y, h·y', h²·y'') at the knots
+// r_k = k·h, h = r_max / N; 0 for r outside [0, r_max).  CPU, float32/float64; first
+// derivative w.r.t. r only (deployed models): table gradients and second derivatives raise.
+MLFF_OPS_API at::Tensor radial_table(const at::Tensor &r, const at::Tensor &table, double r_max);
+
 // Version of the operator set; bumped when an op's schema or meaning changes.
-constexpr int64_t kOpsVersion = 7;
+constexpr int64_t kOpsVersion = 8;
 
 }    // namespace mlff
 
