@@ -22,6 +22,8 @@ KERNEL_TESTS = [
     "test_symmetry_ops.py::test_bp_model_same_energy_forces_and_training_gradient",
     "test_edge_conv_ops.py::test_fused_filter_matches_pytorch",
     "test_edge_conv_ops.py::test_deployed_schnet_with_fused_filter_equals_python_model",
+    "test_radial_table.py::test_operator_equals_pytorch_interpolation",
+    "test_radial_table.py::test_operator_gradcheck_and_refusals",
 ]
 
 
