@@ -62,6 +62,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -903,16 +904,24 @@ void PairMLFF::compute(int eflag, int vflag)
   } catch (const std::exception &e) {
     // error->one aborts the whole run (MPI_Abort): ranks waiting in a halo
     // exchange for this one do not hang.
+    std::string msg;
     if (is_out_of_memory(e))
-      error->one(FLERR,
-                 "pair_style mlff: out of memory on MPI rank {} ({}) evaluating model '{}' for {} "
-                 "local + {} ghost atoms ({} graph nodes, {} edges, {} mode): {}. Use more MPI "
-                 "ranks or GPUs, a float32 model, or halo instead of redundant mode",
-                 comm->me, device_index_ >= 0 ? fmt::format("cuda:{}", device_index_) : "cpu",
-                 model_path_, nlocal, nall - nlocal, n_nodes_, nedges, mode_description(mode_),
-                 exception_text(e));
-    error->one(FLERR, "pair_style mlff: evaluating model '{}' failed on MPI rank {}: {}",
-               model_path_, comm->me, exception_text(e));
+      msg = fmt::format("pair_style mlff: out of memory on MPI rank {} ({}) evaluating model '{}' for {} "
+                        "local + {} ghost atoms ({} graph nodes, {} edges, {} mode): {}. Use more MPI "
+                        "ranks or GPUs, a float32 model, or halo instead of redundant mode",
+                        comm->me, device_index_ >= 0 ? fmt::format("cuda:{}", device_index_) : "cpu",
+                        model_path_, nlocal, nall - nlocal, n_nodes_, nedges, mode_description(mode_),
+                        exception_text(e));
+    else
+      msg = fmt::format("pair_style mlff: evaluating model '{}' failed on MPI rank {}: {}", model_path_,
+                        comm->me, exception_text(e));
+    // On several ranks the abort can kill this process before LAMMPS's own (buffered)
+    // report of the error is out: say it on unbuffered stderr first.
+    if (comm->nprocs > 1) {
+      std::fprintf(stderr, "ERROR on proc %d: %s\n", comm->me, msg.c_str());
+      std::fflush(stderr);
+    }
+    error->one(FLERR, msg);
   }
 
   const double t2 = wall_seconds();
