@@ -1048,8 +1048,8 @@ void PairMLFF::finish()
    torch.ops.mlff.halo_exchange / halo_reverse, on every rank in step)
 
    Staging: halo_buf_ holds nlocal + nghost rows in LAMMPS atom order, each the
-   `width` feature values in the model's dtype, padded to whole doubles.  Forward: local rows <- the nodes' rows; forward_comm fills every
-   ghost row from its owner (relayed ghosts included); ghost nodes read their
+   `width` feature values in the model's dtype, padded to whole doubles.
+   Forward: local rows <- the nodes' rows; forward_comm fills every ghost row from its owner (relayed ghosts included); ghost nodes read their
    rows back.  Reverse (the adjoint): local and ghost-node rows <- gradient rows,
    other ghost rows 0; reverse_comm adds every ghost row onto its owner's row;
    the result is the local rows, ghost-node rows 0.
@@ -1073,11 +1073,12 @@ int64_t MLFFHaloExchanger::width_of(const at::Tensor &x, const char *what) const
 // Rows travel in the model's own precision: a row of w values of `elem` bytes fills
 // ceil(w·elem / 8) doubles of LAMMPS's buffers (fp32: two values per double), so fp32
 // models move half the bytes of fp64 ones and skip the conversion to double.
-void PairMLFF::halo_stage(size_t elem_bytes, int64_t w)
+size_t PairMLFF::halo_stage(size_t elem_bytes, int64_t w)
 {
+  const size_t row_bytes = static_cast<size_t>(w) * elem_bytes;
   halo_float_ = elem_bytes == sizeof(float);
-  halo_row_bytes_ = static_cast<size_t>(w) * elem_bytes;
-  halo_width_ = static_cast<int>((halo_row_bytes_ + sizeof(double) - 1) / sizeof(double));
+  halo_width_ = static_cast<int>((row_bytes + sizeof(double) - 1) / sizeof(double));
+  return row_bytes;
 }
 
 namespace {
@@ -1102,8 +1103,7 @@ at::Tensor MLFFHaloExchanger::forward(const at::Tensor &x)
   const int nall = nlocal + p.atom->nghost;
   const at::Tensor xc = features_on_cpu(x, "halo_exchange");
   if (w == 0) return xc.clone().view(x.sizes()).to(x.device());
-  p.halo_stage(xc.element_size(), w);
-  const size_t row = p.halo_row_bytes_, stride = p.halo_width_ * sizeof(double);
+  const size_t row = p.halo_stage(xc.element_size(), w), stride = p.halo_width_ * sizeof(double);
 
   p.halo_buf_.resize(static_cast<size_t>(nall) * p.halo_width_);
   char *buf = reinterpret_cast<char *>(p.halo_buf_.data());
@@ -1112,7 +1112,6 @@ at::Tensor MLFFHaloExchanger::forward(const at::Tensor &x)
   const double t0 = wall_seconds();
   p.comm->forward_comm(&p, p.halo_width_);
   p.t_halo_ += wall_seconds() - t0;
-  const int width = p.halo_width_;
   p.halo_width_ = 0;
 
   // out: the local rows as they were, then every ghost node's row from its owner
@@ -1120,8 +1119,7 @@ at::Tensor MLFFHaloExchanger::forward(const at::Tensor &x)
   char *o = static_cast<char *>(out.data_ptr());
   std::memcpy(o, in, row * nlocal);
   for (size_t k = 0; k < p.ghost_node_atoms_.size(); ++k)
-    std::memcpy(o + (nlocal + k) * row, buf + static_cast<size_t>(p.ghost_node_atoms_[k]) * width * sizeof(double),
-                row);
+    std::memcpy(o + (nlocal + k) * row, buf + static_cast<size_t>(p.ghost_node_atoms_[k]) * stride, row);
   return out.view(x.sizes()).to(x.device());
 }
 
@@ -1135,8 +1133,7 @@ at::Tensor MLFFHaloExchanger::reverse(const at::Tensor &g)
   const at::Tensor gc = features_on_cpu(g, "halo_reverse");
   at::Tensor out = at::zeros_like(gc);
   if (w == 0) return out.view(g.sizes()).to(g.device());
-  p.halo_stage(gc.element_size(), w);
-  const size_t row = p.halo_row_bytes_, stride = p.halo_width_ * sizeof(double);
+  const size_t row = p.halo_stage(gc.element_size(), w), stride = p.halo_width_ * sizeof(double);
 
   p.halo_buf_.assign(static_cast<size_t>(nall) * p.halo_width_, 0.0);    // all-zero bits: 0 in fp32 too
   char *buf = reinterpret_cast<char *>(p.halo_buf_.data());

@@ -93,12 +93,11 @@ class PairMLFF : public Pair {
 
   // Halo exchange: staging buffer of nlocal + nghost rows x halo_width_ doubles,
   // the buffer pack/unpack_*_comm read and write.  A row holds the features in the
-  // model's dtype (halo_row_bytes_ bytes; halo_float_: float32, two per double).
+  // model's dtype (halo_float_: float32, two per double), padded to whole doubles.
   std::vector<double> halo_buf_;
   int halo_width_ = 0;
-  size_t halo_row_bytes_ = 0;
   bool halo_float_ = false;
-  void halo_stage(size_t elem_bytes, int64_t w);    // sets the three above
+  size_t halo_stage(size_t elem_bytes, int64_t w);    // sets both above; returns the row's bytes
   int max_halo_width_ = 0;           // comm_forward = comm_reverse
   int n_halo_forward_ = 0;           // exchanges during the current model call
   int n_halo_reverse_ = 0;

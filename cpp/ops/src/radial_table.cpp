@@ -11,7 +11,6 @@
 #include "mlff/ops.h"
 
 #include <ATen/ops/empty.h>
-#include <ATen/ops/zeros.h>
 #include <torch/autograd.h>
 
 namespace mlff {
@@ -46,7 +45,7 @@ struct RadialTableGradFn : public torch::autograd::Function<RadialTableGradFn> {
                             double r_max)
   {
     const at::Tensor g = grad.contiguous();
-    at::Tensor out = at::zeros({r.size(0)}, r.options());
+    at::Tensor out = at::empty({r.size(0)}, r.options());    // the kernel writes every entry
     RadialTableProblem p = problem(r, table, r_max);
     p.grad_out = g.data_ptr();
     p.out = out.data_ptr();

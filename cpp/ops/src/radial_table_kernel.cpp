@@ -7,13 +7,15 @@
 // H₂ = ½t² − 3⁄2 t³ + 3⁄2 t⁴ − ½t⁵, H₃ = 1 − H₀, H₄ = −4t³ + 7t⁴ − 3t⁵, H₅ = ½t³ − t⁴ + ½t⁵),
 // which matches value, first and second derivative at both knots: the interpolant is C²
 // (continuous forces and force derivatives in MD), with errors O(h⁶) in y and O(h⁵) in
-// y' (Burden & Faires, Numerical Analysis, §3.4, Hermite interpolation).  dy/dr comes
-// from the same pass.  Per pair: 6 table rows of F values, 12 FMAs per value.
+// y' (Burden & Faires, Numerical Analysis, §3.4, Hermite interpolation).  Per pair: 6
+// table rows of F values, 6 FMAs per value.  The backward pass recomputes dy/dr from the
+// table instead of storing it, so the only [U, F] arrays are y and its gradient.
 //
 // Compiled once per instruction set, like schnet_filter_kernel.cpp.
 #include "radial_table_kernel.h"
 
 #include <ATen/Parallel.h>
+#include <ATen/cpu/vec/functional.h>
 #include <ATen/cpu/vec/vec.h>
 
 #include <algorithm>
@@ -81,30 +83,27 @@ void run(const RadialTableProblem &p)
       S c[6];
       basis(x - static_cast<S>(k), inv_h, backward, c);
       const S *rows = table + k * 3 * F;    // the six rows of knots k and k + 1 are contiguous
+      // Σ_j c_j row_j[f .. f + cnt) (partial vectors are loaded zero-filled)
+      auto combine = [&](int64_t f, int64_t cnt) {
+        Vec acc(S(0));
+        for (int j = 0; j < 6; ++j) acc = at::vec::fmadd(Vec(c[j]), Vec::loadu(rows + j * F + f, cnt), acc);
+        return acc;
+      };
       if (!backward) {
         S *y = out + u * F;
         for (int64_t f = 0; f < F; f += L) {
           const int64_t cnt = std::min(L, F - f);
-          Vec acc(S(0));
-          for (int j = 0; j < 6; ++j) acc = at::vec::fmadd(Vec(c[j]), Vec::loadu(rows + j * F + f, cnt), acc);
-          acc.store(y + f, cnt);
+          combine(f, cnt).store(y + f, cnt);
         }
       } else {
-        // Σ_f g_f Σ_j c_j row_j[f]: one pass over the gradient row (partial vectors are
-        // loaded zero-filled, so the lanes past F add nothing)
+        // Σ_f g_f dy_f/dr in one pass over the gradient row (lanes past F are 0 in both)
         const S *g = G + u * F;
         Vec acc(S(0));
         for (int64_t f = 0; f < F; f += L) {
           const int64_t cnt = std::min(L, F - f);
-          Vec dy(S(0));
-          for (int j = 0; j < 6; ++j) dy = at::vec::fmadd(Vec(c[j]), Vec::loadu(rows + j * F + f, cnt), dy);
-          acc = at::vec::fmadd(dy, Vec::loadu(g + f, cnt), acc);
+          acc = at::vec::fmadd(combine(f, cnt), Vec::loadu(g + f, cnt), acc);
         }
-        S lanes[L];
-        acc.store(lanes);
-        S sum = S(0);
-        for (int64_t l = 0; l < L; ++l) sum += lanes[l];
-        out[u] = sum;
+        out[u] = at::vec::vec_reduce_all<S>([](Vec &a, Vec &b) { return a + b; }, acc);
       }
     }
   });

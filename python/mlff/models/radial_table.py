@@ -51,9 +51,9 @@ class RadialTable:
         return int(self.table.shape[0]) - 1
 
 
-def _basis(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Quintic Hermite basis ``[..., 6]`` at ``t ∈ [0, 1]`` and its ``t``-derivative, in
-    the order (y_k, h·y'_k, h²·y''_k, y_k+1, h·y'_k+1, h²·y''_k+1)."""
+def _basis(t: torch.Tensor) -> torch.Tensor:
+    """Quintic Hermite basis ``[..., 6]`` at ``t ∈ [0, 1]``, in the order
+    (y_k, h·y'_k, h²·y''_k, y_k+1, h·y'_k+1, h²·y''_k+1)."""
     t2 = t * t
     t3 = t2 * t
     t4 = t3 * t
@@ -63,14 +63,7 @@ def _basis(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     h2 = 0.5 * t2 - 1.5 * t3 + 1.5 * t4 - 0.5 * t5
     h4 = -4.0 * t3 + 7.0 * t4 - 3.0 * t5
     h5 = 0.5 * t3 - t4 + 0.5 * t5
-    d0 = -30.0 * t2 + 60.0 * t3 - 30.0 * t4
-    d1 = 1.0 - 18.0 * t2 + 32.0 * t3 - 15.0 * t4
-    d2 = t - 4.5 * t2 + 6.0 * t3 - 2.5 * t4
-    d4 = -12.0 * t2 + 28.0 * t3 - 15.0 * t4
-    d5 = 1.5 * t2 - 4.0 * t3 + 2.5 * t4
-    value = torch.stack([h0, h1, h2, 1.0 - h0, h4, h5], dim=-1)
-    slope = torch.stack([d0, d1, d2, -d0, d4, d5], dim=-1)
-    return value, slope
+    return torch.stack([h0, h1, h2, 1.0 - h0, h4, h5], dim=-1)
 
 
 def interpolate(r: torch.Tensor, table: torch.Tensor, r_max: float) -> torch.Tensor:
@@ -83,24 +76,28 @@ def interpolate(r: torch.Tensor, table: torch.Tensor, r_max: float) -> torch.Ten
     k = torch.clamp(x.detach().floor(), 0, n - 1).to(torch.long)
     k = torch.where(inside, k, torch.zeros_like(k))
     t = x - k.to(x.dtype)
-    value, _ = _basis(t)
+    value = _basis(t)
     rows = torch.cat([table.index_select(0, k), table.index_select(0, k + 1)], dim=1)  # [U, 6, F]
     y = torch.einsum("uj,ujf->uf", value, rows)
     return torch.where(inside[:, None], y, torch.zeros_like(y))
 
 
-def _derivatives(fn: Callable[[torch.Tensor], torch.Tensor], r: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """``y, y', y''`` ``[k, F]`` of ``fn`` (row u a function of ``r[u]`` alone) in float64."""
+def _derivatives(fn: Callable[[torch.Tensor], torch.Tensor], r: torch.Tensor,
+                 second: bool = True) -> tuple[torch.Tensor, ...]:
+    """``y, y'`` and (if ``second``) ``y''`` ``[k, F]`` of ``fn`` (row u a function of
+    ``r[u]`` alone) in float64."""
     r = r.detach().clone().requires_grad_(True)
     with torch.enable_grad():
         y = fn(r)
-        first, second = [], []
+        first, more = [], []
         for f in range(y.shape[1]):
-            (g1,) = torch.autograd.grad(y[:, f].sum(), r, create_graph=True)
-            (g2,) = torch.autograd.grad(g1.sum(), r, retain_graph=True, allow_unused=True)
+            (g1,) = torch.autograd.grad(y[:, f].sum(), r, create_graph=second, retain_graph=True)
             first.append(g1.detach())
-            second.append(torch.zeros_like(r) if g2 is None else g2.detach())
-    return y.detach(), torch.stack(first, 1), torch.stack(second, 1)
+            if second:
+                (g2,) = torch.autograd.grad(g1.sum(), r, retain_graph=True, allow_unused=True)
+                more.append(torch.zeros_like(r) if g2 is None else g2.detach())
+    derivatives = (torch.stack(first, 1),) + ((torch.stack(more, 1),) if second else ())
+    return (y.detach(),) + derivatives
 
 
 def tabulate(fn: Callable[[torch.Tensor], torch.Tensor], r_max: float, tolerance: float = 1e-8,
@@ -129,7 +126,7 @@ def tabulate(fn: Callable[[torch.Tensor], torch.Tensor], r_max: float, tolerance
         table = torch.stack([y, h * dy, h * h * d2y], dim=1)
         check = (torch.arange(n, dtype=torch.float64)[:, None] + torch.tensor([0.25, 0.5, 0.75],
                                                                               dtype=torch.float64)).reshape(-1) * h
-        y_ref, dy_ref, _ = _derivatives(fn, check)
+        y_ref, dy_ref = _derivatives(fn, check, second=False)
         r = check.clone().requires_grad_(True)
         y_tab = interpolate(r, table, r_max)
         dy_tab = torch.stack([torch.autograd.grad(y_tab[:, f].sum(), r, retain_graph=True)[0]
