@@ -25,7 +25,7 @@ MLFF_PLUGIN=0 MLFF_CUDA=1 PYTHON="$PY" BUILD_DIR="$ROOT/build-gpu" bash scripts/
 
 status=0
 "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda_ops.py tests/test_cuda_emulation.py tests/test_tensor_product_ops.py \
-  tests/test_symmetry_ops.py 2>&1 | tee "$RESULTS/tests.txt" | tail -5 || status=1
+  tests/test_symmetry_ops.py tests/test_radial_table.py 2>&1 | tee "$RESULTS/tests.txt" | tail -5 || status=1
 if command -v compute-sanitizer >/dev/null; then
   compute-sanitizer --tool memcheck --error-exitcode 1 "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda_ops.py \
     -k "not training" \

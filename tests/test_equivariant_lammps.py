@@ -148,3 +148,26 @@ def test_two_ranks_match_python(tmp_path, name):
         np.testing.assert_allclose(lmp["forces"], ref, rtol=0, atol=1e-8 * np.abs(ref).max())
     else:
         assert_same(lmp, python_single_point(atoms, path), rtol=1e-8)
+
+
+@pytest.mark.parametrize("name", ["nequip", "tfn_dfp", "se3_transformer"])
+def test_tabulated_radial_networks_on_two_ranks_match_python(tmp_path, name):
+    """``mlff-deploy --tabulate`` for the e3nn models (radial MLPs read from tables by
+    torch.ops.mlff.radial_table inside lmp): 2 MPI ranks in halo mode equal Python with
+    the same file, and the exact model within the tables' tolerance."""
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(4)
+    atoms.rattle(0.05, seed=13)
+    model = random_model(name, ["Cu"], atoms, seed=4)
+    exact, tab = tmp_path / "exact.pt", tmp_path / "tab.pt"
+    export_model(model, exact)
+    assert export_model(model, tab, tabulate=True)["radial_tables"]
+    lmp = lammps_single_point(tmp_path, atoms, tab, ["Cu"], nprocs=2)
+    assert "halo (ghost cutoff r_max" in lmp["log"]
+    if name in DIRECT:
+        ref, ref_exact = python_forces(atoms, tab), python_forces(atoms, exact)
+        assert np.abs(ref).max() > 1e-3
+        np.testing.assert_allclose(lmp["forces"], ref, rtol=0, atol=1e-8 * np.abs(ref).max())
+        np.testing.assert_allclose(lmp["forces"], ref_exact, rtol=0, atol=1e-7 * np.abs(ref).max())
+    else:
+        assert_same(lmp, python_single_point(atoms, tab), rtol=1e-8)
+        assert_same(lmp, python_single_point(atoms, exact), rtol=1e-7)

@@ -193,9 +193,9 @@ def test_radial_networks_once_per_pair_equal_once_per_edge(name, models, monkeyp
     results, calls = [], []
     for per_pair in (True, False):
         if not per_pair:
-            def per_edge(edge_index, edge_vec, radial):
+            def per_edge(edge_index, edge_vec, radial, r):
                 calls.append(radial.shape[0])
-                return radial, torch.arange(radial.shape[0], device=radial.device)
+                return radial, r, torch.arange(radial.shape[0], device=radial.device)
             for module in (mlff.models.nequip, mlff.models.tfn, mlff.models.se3_transformer):
                 monkeypatch.setattr(module, "radial_per_pair", per_edge)
         out = []

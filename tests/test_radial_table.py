@@ -117,6 +117,23 @@ def test_tabulation_meets_its_tolerance_and_converges():
         tabulate(fn, R_MAX, tolerance=0.0)
 
 
+def test_tabulation_of_a_function_whose_autograd_is_singular_at_zero():
+    """NequIP's Bessel basis ``sin(kr)/r``: finite at r = 0, its autograd 0/0 there. The
+    first knot gets the limits (y = k, y' = 0, y'' = −k³/3), not NaN; a function that is
+    not finite elsewhere is refused, naming the distance."""
+    k = torch.tensor([1.0, 2.5, 4.0], dtype=torch.float64)
+    table = tabulate(lambda r: torch.sin(k * r[:, None]) / r[:, None], R_MAX, tolerance=1e-8)
+    assert max(table.error, table.error_derivative) <= 1e-8
+    h = R_MAX / table.n_intervals
+    # (δ = h/1024: the autograd of sin(kr)/r loses ~1e-9 of h²y'' there to cancellation)
+    torch.testing.assert_close(table.table[0], torch.stack([k, 0 * k, -h * h * k**3 / 3]), rtol=0, atol=1e-8 * k.max())
+    r = torch.linspace(1e-4, 0.2, 101, dtype=torch.float64)
+    y = interpolate(r, table.table, R_MAX)
+    assert (y - torch.sin(k * r[:, None]) / r[:, None]).abs().max() <= 1e-8 * k.max()
+    with pytest.raises(ConfigError, match=r"not finite at r = 2\.5 Å"):
+        tabulate(lambda r: 1.0 / (r[:, None] - 2.5), R_MAX, tolerance=1e-8, n_intervals=4)
+
+
 def sheared_cu(seed: int):
     atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(2)
     atoms.set_cell(atoms.cell.array + np.array([[0, 0, 0], [0.6, 0, 0], [0.3, -0.4, 0]]), scale_atoms=True)
@@ -199,3 +216,75 @@ def test_tabulated_schnet_on_cuda_equals_cpu(tmp_path, dtype):
     tol = 1e-10 if dtype == torch.float64 else 1e-5
     assert float(out["atomic_energy"].double().sum()) == pytest.approx(e_cpu, rel=tol)
     np.testing.assert_allclose(f_gpu.numpy(), f_cpu, rtol=0, atol=tol * np.abs(f_cpu).max())
+
+
+EQUIVARIANT = ["nequip", "nequip_direct", "tfn_dfp", "se3_transformer", "se3_transformer_direct"]
+
+
+@pytest.mark.parametrize("name,dtype", [(name, torch.float64) for name in EQUIVARIANT] + [("nequip", torch.float32)])
+def test_deployed_equivariant_models_with_tabulated_radial_networks(tmp_path, name, dtype):
+    """Every radial MLP of the e3nn models (convolutions, attention layers) tabulated:
+    the same energies and forces as the exact deployed model within the tolerance (fp32:
+    its rounding); an energy model's forces equal minus the finite-difference gradient."""
+    from mlff.data.molecules import molecule
+    from test_equivariant_models import random_model
+
+    model = random_model(name)
+    export_model(model, tmp_path / "exact.pt", dtype=dtype)
+    meta = export_model(model, tmp_path / "tab.pt", dtype=dtype, tabulate=True)
+    tables = meta["radial_tables"]
+    n_layers = model.hparams.get("n_interactions", model.hparams.get("n_layers"))
+    assert len(tables["n_intervals"]) == n_layers and max(tables["error"], tables["error_derivative"]) <= 1e-8
+    assert not any(m.tabulated for m in model.modules() if hasattr(m, "tabulated"))  # trained model unchanged
+    exact, _ = load_deployed(tmp_path / "exact.pt")
+    tab, _ = load_deployed(tmp_path / "tab.pt")
+    radial = [m.code for m in tab.modules() if m.original_name == "RadialMLP"]
+    assert len(radial) == n_layers and all("self.net" not in code for code in radial)  # the networks are gone
+    assert all("radial_table" in code for code in radial) or not ops.NATIVE
+    atoms = molecule("toluene")
+    atoms.rattle(0.05, seed=3)
+
+    def evaluate(module, positions):
+        atoms.positions = positions
+        g = atoms_to_graph(atoms, model.species, model.r_max)
+        out = module(g.species, g.edge_index, g.edge_vec().to(dtype))
+        if "forces" in out:
+            return None, out["forces"].double()
+        grad = out["edge_grad"].double()
+        forces = torch.zeros(len(atoms), 3, dtype=torch.float64).index_add_(0, g.edge_index[0], grad)
+        return float(out["atomic_energy"].double().sum()), forces.index_add_(0, g.edge_index[1], -grad)
+
+    x0 = atoms.positions.copy()
+    e_ref, f_ref = evaluate(exact, x0)
+    e_tab, f_tab = evaluate(tab, x0)
+    tol = 1e-7 if dtype == torch.float64 else 2e-5
+    assert f_ref.abs().max() > 1e-2
+    torch.testing.assert_close(f_tab, f_ref, rtol=0, atol=tol * float(f_ref.abs().max()))
+    if e_ref is not None:
+        assert e_tab == pytest.approx(e_ref, rel=tol)
+    if e_ref is not None and dtype == torch.float64:
+        for atom, axis in ((0, 0), (7, 2), (12, 1)):
+            energies = []
+            for step in (1e-5, -1e-5):
+                x = x0.copy()
+                x[atom, axis] += step
+                energies.append(evaluate(tab, x)[0])
+            fd = -(energies[0] - energies[1]) / 2e-5
+            assert fd == pytest.approx(float(f_tab[atom, axis]), abs=1e-7 * float(f_tab.abs().max()))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_tabulated_nequip_on_cuda_equals_cpu(tmp_path):
+    """The e3nn models' tables on a GPU (PyTorch interpolation) give the CPU numbers."""
+    from mlff.data.molecules import molecule
+    from test_equivariant_models import random_model
+
+    model = random_model("nequip")
+    export_model(model, tmp_path / "tab.pt", tabulate=True)
+    module, _ = load_deployed(tmp_path / "tab.pt")
+    g = atoms_to_graph(molecule("toluene"), model.species, model.r_max)
+    cpu = module(g.species, g.edge_index, g.edge_vec())
+    module = module.to("cuda")
+    gpu = module(g.species.cuda(), g.edge_index.cuda(), g.edge_vec().cuda())
+    for key in ("atomic_energy", "edge_grad"):
+        torch.testing.assert_close(gpu[key].cpu(), cpu[key], rtol=1e-10, atol=1e-12)

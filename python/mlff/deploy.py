@@ -162,8 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", choices=["float64", "float32"], default="float64",
                         help="precision of the deployed model (default float64)")
     parser.add_argument("--tabulate", action="store_true",
-                        help="replace the radial (filter) networks by quintic Hermite tables: about 2x faster "
-                             "SchNet force calls, within --table-tolerance of the network (schnet)")
+                        help="replace the radial networks (functions of the pair distance alone) by quintic Hermite "
+                             "tables within --table-tolerance of them: SchNet force calls about 2x faster, "
+                             "nequip about 1.4x (schnet, nequip, tfn_dfp, se3_transformer)")
     parser.add_argument("--table-tolerance", type=float, default=1e-8,
                         help="largest relative error of the tables in values and derivatives (default 1e-8)")
     args = parser.parse_args(argv)

@@ -60,7 +60,7 @@ class EnergyModel(nn.Module):
         from ..errors import ConfigError
 
         raise ConfigError(f"model kind {self.kind!r} has no radial networks to tabulate "
-                          f"(tabulation is available for: schnet)")
+                          f"(tabulation is available for: schnet, nequip, tfn_dfp, se3_transformer)")
 
     def for_export(self) -> nn.Module:
         """The module to pass to ``torch.jit.script`` (models whose submodules need

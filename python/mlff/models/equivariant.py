@@ -22,6 +22,7 @@ does that (``mlff.deploy.export_model`` calls it).
 
 from __future__ import annotations
 
+import copy
 import math
 from contextlib import contextmanager
 from typing import Any, Iterator
@@ -37,6 +38,7 @@ from .. import ops
 from ..errors import ConfigError
 from .base import EnergyModel
 from .common import reverse_edge_groups
+from .radial_table import RadialTable, interpolate, tabulate
 
 IMPLEMENTATIONS = ("auto", "ops", "e3nn")
 
@@ -190,14 +192,41 @@ class RadialMLP(nn.Module):
 
     Bias-free with ``SiLU(0) = 0``, so a zero input (the radial basis times the cutoff at
     ``r_max``) gives zero weights: messages vanish smoothly at the cutoff.
+
+    ``forward(x [u, sizes[0]], r [u] Å) -> [u, sizes[-1]]``: the network of the radial
+    features ``x`` of pair distances ``r``. After :meth:`tabulate` (deployed copies,
+    ``mlff-deploy --tabulate``) the output is read from a table of ``r`` instead
+    (:mod:`mlff.models.radial_table`; ``torch.ops.mlff.radial_table`` on the CPU,
+    PyTorch interpolation elsewhere) and ``x`` is not used.
     """
+
+    __constants__ = ["tabulated"]  # TorchScript constant: the branch not taken is not compiled
 
     def __init__(self, sizes: list[int]):
         super().__init__()
         self.net = FullyConnectedNet(list(sizes), nn.functional.silu)
+        self.tabulated = False
+        self.r_max = 0.0
+        # not persistent: checkpoints never hold a table, deployed files do
+        self.register_buffer("table", torch.zeros(0, 3, 0), persistent=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        if self.tabulated:
+            if r.is_cpu:
+                return torch.ops.mlff.radial_table(r, self.table, self.r_max)
+            return interpolate(r, self.table, self.r_max)
         return self.net(x)
+
+    def tabulate(self, features, r_max: float, tolerance: float) -> RadialTable:
+        """Replace the network by a table of ``net(features(r))`` on ``[0, r_max]``
+        (:func:`~mlff.models.radial_table.tabulate`; ``features: r [k] float64 -> [k,
+        sizes[0]]``, zero from ``r_max`` on). Returns the table."""
+        net = copy.deepcopy(self.net).double()
+        table = tabulate(lambda r: net(features(r)), r_max, tolerance)
+        self.table = table.table.to(next(self.net.parameters()).dtype)
+        self.r_max = float(r_max)
+        self.tabulated = True
+        return table
 
 
 class EdgeEmbedding(nn.Module):
@@ -226,10 +255,15 @@ class EdgeEmbedding(nn.Module):
         u = self.cutoff(r)
         return self.sh(edge_vec), self.basis(r) * u[:, None], u, r
 
+    def radial_features(self, r: torch.Tensor) -> torch.Tensor:
+        """The radial part of :meth:`forward` alone: ``r [k]`` (Å) -> ``[k, n_basis]``."""
+        return self.basis(r) * self.cutoff(r)[:, None]
 
-def radial_per_pair(edge_index: torch.Tensor, edge_vec: torch.Tensor,
-                    radial: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The radial features of one edge per atom pair, ``(radial [u, n_basis], group [e])``.
+
+def radial_per_pair(edge_index: torch.Tensor, edge_vec: torch.Tensor, radial: torch.Tensor,
+                    r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The radial features and distances of one edge per atom pair,
+    ``(radial [u, n_basis], r [u], group [e])``.
 
     Radial networks depend on ``|r_ij|`` only, so edge ``i → j`` and its reverse ``j → i``
     need them once: ``net(radial_pairs).index_select(0, group)`` equals ``net(radial)`` and
@@ -238,7 +272,7 @@ def radial_per_pair(edge_index: torch.Tensor, edge_vec: torch.Tensor,
     (:func:`~mlff.models.common.reverse_edge_groups`).
     """
     representative, group = reverse_edge_groups(edge_index, edge_vec)
-    return radial.index_select(0, representative), group
+    return radial.index_select(0, representative), r.index_select(0, representative), group
 
 
 def tensor_product_paths(irreps_in: o3.Irreps, irreps_sh: o3.Irreps, targets: o3.Irreps,
@@ -270,9 +304,10 @@ class EdgeConvolution(nn.Module):
     spherical harmonics, weighted per path and channel by a radial MLP, summed onto the
     centre atom: ``m_i = Σ_j R(r_ij) · (h_j ⊗ Y(r̂_ij))``.
 
-    ``forward(h [n, irreps_in.dim], sh [e, ·], radial [u, n_basis], edge_index [2, e], group [e])
-    -> [n, irreps_out.dim]``: ``radial`` holds one row per atom pair and ``group`` maps each
-    edge to its pair (:func:`radial_per_pair`), so the radial MLP runs once per pair.
+    ``forward(h [n, irreps_in.dim], sh [e, ·], radial [u, n_basis], r [u], edge_index [2, e],
+    group [e]) -> [n, irreps_out.dim]``: ``radial`` and the distances ``r`` hold one row per
+    atom pair and ``group`` maps each edge to its pair (:func:`radial_per_pair`), so the
+    radial MLP (or its table, :class:`RadialMLP`) runs once per pair.
 
     ``implementation``: ``"ops"`` runs mlff's fused C++ kernel ``torch.ops.mlff.tp_conv``
     (gather, tensor product and scatter in one pass, analytic first and second
@@ -296,9 +331,9 @@ class EdgeConvolution(nn.Module):
         # plain tensor attributes, not buffers: integer buffers do not survive EMA averaging
         self.tp_paths, self.tp_coeff_index, self.tp_coeff = tensor_product_tables(self.tp)
 
-    def forward(self, h: torch.Tensor, sh: torch.Tensor, radial: torch.Tensor, edge_index: torch.Tensor,
-                group: torch.Tensor) -> torch.Tensor:
-        weight = self.radial(radial).index_select(0, group)
+    def forward(self, h: torch.Tensor, sh: torch.Tensor, radial: torch.Tensor, r: torch.Tensor,
+                edge_index: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
+        weight = self.radial(radial, r).index_select(0, group)
         if self.use_ops and (not h.is_cuda or torch.ops.mlff.cuda_built()):
             return torch.ops.mlff.tp_conv(h, sh, weight, edge_index[0], edge_index[1], h.shape[0], self.tp_paths,
                                           self.tp_coeff_index, self.tp_coeff)
@@ -393,6 +428,17 @@ class EquivariantModel(EnergyModel):
 
     def one_hot(self, species: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         return nn.functional.one_hot(species, len(self.species)).to(dtype)
+
+    def tabulate_radial(self, tolerance: float = 1e-8) -> list[RadialTable]:
+        """Replace every radial MLP (:class:`RadialMLP`: one per convolution or attention
+        layer) by a table of its output on ``[0, r_max]``, with values and derivatives
+        within ``tolerance`` relative to the network's in float64
+        (:func:`~mlff.models.radial_table.tabulate`) — for a deployed copy
+        (``mlff-deploy --tabulate``): the radial networks no longer train, and the
+        tables give first derivatives only (forces, virials; no force training).
+        Returns the tables, in module order."""
+        features = copy.deepcopy(self.edge_embedding).double().radial_features
+        return [m.tabulate(features, self.r_max, tolerance) for m in self.modules() if isinstance(m, RadialMLP)]
 
     def for_export(self) -> nn.Module:
         """This model with its e3nn submodules compiled (scripted or traced as e3nn

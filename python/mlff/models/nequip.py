@@ -58,8 +58,9 @@ class NequIPInteraction(nn.Module):
         self.residual = o3.Irreps(irreps_in) == self.irreps_out
 
     def forward(self, x: torch.Tensor, attrs: torch.Tensor, sh: torch.Tensor, radial: torch.Tensor,
-                edge_index: torch.Tensor, group: torch.Tensor, inv_sqrt_neighbors: torch.Tensor) -> torch.Tensor:
-        m = self.conv(self.linear_in(x), sh, radial, edge_index, group) * inv_sqrt_neighbors
+                r: torch.Tensor, edge_index: torch.Tensor, group: torch.Tensor,
+                inv_sqrt_neighbors: torch.Tensor) -> torch.Tensor:
+        m = self.conv(self.linear_in(x), sh, radial, r, edge_index, group) * inv_sqrt_neighbors
         y = self.gate(self.linear_out(m) + self.self_connection(x, attrs))
         if self.residual:
             y = y + x
@@ -126,15 +127,15 @@ class NequIP(EquivariantModel):
         return [layer.irreps_out.dim for layer in self.interactions[:-1]]
 
     def forward(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor) -> torch.Tensor:
-        sh, radial, _, _ = self.edge_embedding(edge_vec)
-        radial, group = radial_per_pair(edge_index, edge_vec, radial)  # radial MLPs once per atom pair
+        sh, radial, _, r = self.edge_embedding(edge_vec)
+        radial, r, group = radial_per_pair(edge_index, edge_vec, radial, r)  # radial MLPs once per atom pair
         attrs = self.one_hot(species, edge_vec.dtype)
         inv_sqrt_neighbors = self.avg_num_neighbors.rsqrt()
         x = self.embedding(attrs)  # exact on ghost atoms too: no exchange before layer 1
         for t, layer in enumerate(self.interactions):
             if t > 0:  # ghost rows are stale after a layer: refresh them from their owners
                 x = torch.ops.mlff.halo_exchange(x)
-            x = layer(x, attrs, sh, radial, edge_index, group, inv_sqrt_neighbors)
+            x = layer(x, attrs, sh, radial, r, edge_index, group, inv_sqrt_neighbors)
         y = self.readout(x)
         if self.direct_forces:
             return self.energy_scale.scale * vector_from_l1(y)

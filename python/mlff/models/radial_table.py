@@ -1,8 +1,9 @@
 """Tabulated radial functions for deployed models.
 
-A radial network ``y(r)`` (SchNet's filter-generating network, for example) depends on
-the pair distance alone, yet a force call evaluates it for every atom pair: two dense
-layers and their transcendental activations per pair are half of a SchNet step. Tabulated
+A radial network ``y(r)`` (SchNet's filter-generating network, the radial MLPs of the
+e3nn models) depends on the pair distance alone, yet a force call evaluates it for every
+atom pair: two dense layers and their transcendental activations per pair are half of a
+SchNet step and a third of a NequIP one. Tabulated
 once at deployment, it costs a few table reads per pair instead.
 
 The table holds ``y``, ``h·y'`` and ``h²·y''`` at the knots ``r_k = k·h``, ``h = r_max / N``,
@@ -100,6 +101,28 @@ def _derivatives(fn: Callable[[torch.Tensor], torch.Tensor], r: torch.Tensor,
     return (y.detach(),) + derivatives
 
 
+def _knot_derivatives(fn: Callable[[torch.Tensor], torch.Tensor], knots: torch.Tensor,
+                      h: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``y, y', y''`` at the knots. A function that is finite at ``r = 0`` but whose
+    autograd is not (``sin(kr)/r``, NequIP's Bessel basis: 0/0 there) gets its first knot
+    from ``r = δ = h/1024``, shifted back to 0 by Taylor's formula (errors ``O(δ³)``, far
+    below any tolerance; the checks inside the first interval verify it). Raises
+    ``ConfigError`` for a non-finite value anywhere else."""
+    y, dy, d2y = _derivatives(fn, knots)
+    bad = ~(torch.isfinite(y) & torch.isfinite(dy) & torch.isfinite(d2y)).all(dim=1)
+    if bool(bad[0]) and float(knots[0]) == 0.0:
+        delta = h / 1024.0
+        y0, dy0, d2y0 = _derivatives(fn, torch.tensor([delta], dtype=torch.float64))
+        y[0] = (y0 - delta * dy0 + 0.5 * delta * delta * d2y0)[0]
+        dy[0] = (dy0 - delta * d2y0)[0]
+        d2y[0] = d2y0[0]
+        bad[0] = not bool((torch.isfinite(y[0]) & torch.isfinite(dy[0]) & torch.isfinite(d2y[0])).all())
+    if bool(bad.any()):
+        r = float(knots[int(bad.nonzero()[0, 0])])
+        raise ConfigError(f"radial table: the radial function or its derivatives are not finite at r = {r:g} Å")
+    return y, dy, d2y
+
+
 def tabulate(fn: Callable[[torch.Tensor], torch.Tensor], r_max: float, tolerance: float = 1e-8,
              n_intervals: int = 128, max_intervals: int = 2**14) -> RadialTable:
     """Tabulate ``fn: r [k] float64 (Å) -> y [k, F]`` on ``[0, r_max]``.
@@ -122,7 +145,7 @@ def tabulate(fn: Callable[[torch.Tensor], torch.Tensor], r_max: float, tolerance
         # the last knot's derivatives are the limits from inside: a cutoff is usually only
         # C¹ at r_max, and fn(r_max) takes the outer branch
         knots[-1] = math.nextafter(r_max, 0.0)
-        y, dy, d2y = _derivatives(fn, knots)
+        y, dy, d2y = _knot_derivatives(fn, knots, h)
         table = torch.stack([y, h * dy, h * h * d2y], dim=1)
         check = (torch.arange(n, dtype=torch.float64)[:, None] + torch.tensor([0.25, 0.5, 0.75],
                                                                               dtype=torch.float64)).reshape(-1) * h

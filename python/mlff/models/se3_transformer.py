@@ -191,11 +191,11 @@ class SE3AttentionLayer(nn.Module):
             start += size
         return torch.cat(outs, dim=1)
 
-    def forward(self, f: torch.Tensor, sh: torch.Tensor, radial: torch.Tensor, cutoff: torch.Tensor,
-                edge_index: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
+    def forward(self, f: torch.Tensor, sh: torch.Tensor, radial: torch.Tensor, r: torch.Tensor,
+                cutoff: torch.Tensor, edge_index: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
         n = f.shape[0]
         centre, neighbour = edge_index[0], edge_index[1]
-        w = self.radial(radial)  # [pairs, n_w]: one row per atom pair (group maps edges to pairs)
+        w = self.radial(radial, r)  # [pairs, n_w]: one row per atom pair (group maps edges to pairs)
         # both products in one pass over w, no copies of it (on a GPU if the library has the CUDA kernels)
         if self.use_ops and (not f.is_cuda or torch.ops.mlff.cuda_built()):
             vk = torch.ops.mlff.tp_uvw(f, sh, w, neighbour, group, self.kv_paths, self.kv_coeff_index,
@@ -285,13 +285,13 @@ class SE3Transformer(EquivariantModel):
         return [self.hidden_dim] * (len(self.layers) - 1)
 
     def forward(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor) -> torch.Tensor:
-        sh, radial, cutoff, _ = self.edge_embedding(edge_vec)
-        radial, group = radial_per_pair(edge_index, edge_vec, radial)  # radial MLPs once per atom pair
+        sh, radial, cutoff, r = self.edge_embedding(edge_vec)
+        radial, r, group = radial_per_pair(edge_index, edge_vec, radial, r)  # radial MLPs once per atom pair
         f = self.one_hot(species, edge_vec.dtype)  # exact on ghost atoms: no exchange before layer 1
         for t, layer in enumerate(self.layers):
             if t > 0:  # ghost rows are stale after a layer: refresh them from their owners
                 f = torch.ops.mlff.halo_exchange(f)
-            f = layer(f, sh, radial, cutoff, edge_index, group)
+            f = layer(f, sh, radial, r, cutoff, edge_index, group)
         if self.direct_forces:
             return self.energy_scale.scale * vector_from_l1(f)
         return self.energy_scale(f.squeeze(-1), species)

@@ -52,9 +52,9 @@ class TFNBlock(nn.Module):
         self.irreps_out = o3.Irreps(irreps_out)
         self.nonlinearity = nn.Identity() if last else NormActivation(self.irreps_out)
 
-    def forward(self, x: torch.Tensor, sh: torch.Tensor, radial: torch.Tensor, edge_index: torch.Tensor,
-                group: torch.Tensor, inv_sqrt_neighbors: torch.Tensor) -> torch.Tensor:
-        m = self.conv(x, sh, radial, edge_index, group)
+    def forward(self, x: torch.Tensor, sh: torch.Tensor, radial: torch.Tensor, r: torch.Tensor,
+                edge_index: torch.Tensor, group: torch.Tensor, inv_sqrt_neighbors: torch.Tensor) -> torch.Tensor:
+        m = self.conv(x, sh, radial, r, edge_index, group)
         return self.nonlinearity(self.self_interaction(m * inv_sqrt_neighbors))
 
 
@@ -108,12 +108,12 @@ class TFNDirectForce(EquivariantModel):
         return [block.irreps_out.dim for block in self.blocks[:-1]]
 
     def forward(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor) -> torch.Tensor:
-        sh, radial, _, _ = self.edge_embedding(edge_vec)
-        radial, group = radial_per_pair(edge_index, edge_vec, radial)  # radial MLPs once per atom pair
+        sh, radial, _, r = self.edge_embedding(edge_vec)
+        radial, r, group = radial_per_pair(edge_index, edge_vec, radial, r)  # radial MLPs once per atom pair
         inv_sqrt_neighbors = self.avg_num_neighbors.rsqrt()
         x = self.embedding(self.one_hot(species, edge_vec.dtype))  # exact on ghosts: no exchange before block 1
         for t, block in enumerate(self.blocks):
             if t > 0:  # ghost rows are stale after a block: refresh them from their owners
                 x = torch.ops.mlff.halo_exchange(x)
-            x = block(x, sh, radial, edge_index, group, inv_sqrt_neighbors)
+            x = block(x, sh, radial, r, edge_index, group, inv_sqrt_neighbors)
         return self.energy_scale.scale * vector_from_l1(x)
