@@ -19,6 +19,12 @@
 // The forward is split over centre atoms, the backward over neighbour atoms (each node's
 // gradient row and each edge's gradients are written by one task): no atomics, results
 // independent of the thread count.
+//
+// CPU layout: the kernels see node features (h, the output and its gradient) with each
+// irrep block transposed from e3nn's (u, m) to (m, u), entry off + m·mul + u, so that
+// their innermost loop over the channels u reads and writes contiguous memory and
+// vectorises; the drivers permute the columns on the way in and out (O(nodes · D),
+// against O(edges · D) for the product).
 #include "kernel_util.h"
 #include "mlff/ops.h"
 #include "table_cache.h"
@@ -32,7 +38,11 @@
 #include "cuda_glue.h"
 #endif
 
+#include <array>
 #include <memory>
+#include <tuple>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace mlff {
@@ -47,7 +57,35 @@ struct Path {
 struct Layout {
   std::vector<Path> paths;
   int64_t dim_h = 0, dim_y = 0, dim_out = 0, n_w = 0;
+  // column permutations to the kernels' (m, u) block layout and back:
+  // x_mu = x.index_select(1, to_mu_*), x = x_mu.index_select(1, from_mu_*)
+  at::Tensor to_mu_h, from_mu_h, to_mu_out, from_mu_out;
 };
+
+// (m, u) position t of every column of blocks (off, mul, dim) -> its e3nn (u, m) column;
+// columns outside the blocks stay where they are.  Raises if two blocks overlap differently.
+std::pair<at::Tensor, at::Tensor> block_permutation(const std::vector<std::array<int64_t, 3>> &blocks, int64_t width,
+                                                    const char *what)
+{
+  std::vector<int64_t> to(width), owner(width, -1);
+  for (int64_t c = 0; c < width; ++c) to[c] = c;
+  for (size_t b = 0; b < blocks.size(); ++b) {
+    const auto [off, mul, dim] = blocks[b];
+    for (int64_t u = 0; u < mul; ++u)
+      for (int64_t m = 0; m < dim; ++m) {
+        const int64_t t = off + m * mul + u;
+        TORCH_CHECK(owner[t] < 0 || (blocks[owner[t]][0] == off && blocks[owner[t]][1] == mul &&
+                                     blocks[owner[t]][2] == dim),
+                    "mlff::tp_conv: paths give the ", what, " blocks that overlap differently");
+        owner[t] = static_cast<int64_t>(b);
+        to[t] = off + u * dim + m;
+      }
+  }
+  std::vector<int64_t> from(width);
+  for (int64_t t = 0; t < width; ++t) from[to[t]] = t;
+  const auto opts = at::TensorOptions().dtype(at::kLong);
+  return {at::tensor(to, opts), at::tensor(from, opts)};
+}
 
 // paths [K, 7] int64: off_h, dim_h, mul, off_y, off_out, dim_out, off_w
 // coeff_index [nnz, 4] int64: path, m1, m2, m3;  coeff [nnz] float64
@@ -88,8 +126,17 @@ Layout make_layout(const at::Tensor &paths, const at::Tensor &coeff_index, const
     path.m3.push_back(static_cast<int>(ip[4 * n + 3]));
     path.c.push_back(vp[n]);
   }
+  std::vector<std::array<int64_t, 3>> h_blocks, out_blocks;
+  for (const Path &path : L.paths) {
+    h_blocks.push_back({path.off_h, path.mul, path.dim_h});
+    out_blocks.push_back({path.off_out, path.mul, path.dim_out});
+  }
+  std::tie(L.to_mu_h, L.from_mu_h) = block_permutation(h_blocks, dim_h, "input");
+  std::tie(L.to_mu_out, L.from_mu_out) = block_permutation(out_blocks, L.dim_out, "output");
   return L;
 }
+
+at::Tensor to_mu(const at::Tensor &x, const at::Tensor &perm) { return x.index_select(1, perm); }
 
 using Csr = EdgeGroups;
 
@@ -111,14 +158,48 @@ void forward_rows(const Layout &L, const Csr &by_centre, const int64_t *nbr, con
       for (const Path &p : L.paths) {
         for (size_t n = 0; n < p.c.size(); ++n) {
           const T cy = static_cast<S>(p.c[n]) * ye[p.off_y + p.m2[n]];
-          const T *x = hj + p.off_h + p.m1[n];
-          T *oo = o + p.off_out + p.m3[n];
+          const T *x = hj + p.off_h + p.m1[n] * p.mul;
+          T *oo = o + p.off_out + p.m3[n] * p.mul;
           const T *ww = we + p.off_w;
-          for (int64_t u = 0; u < p.mul; ++u) oo[u * p.dim_out] += ww[u] * cy * x[u * p.dim_h];
+          for (int64_t u = 0; u < p.mul; ++u) oo[u] += ww[u] * cy * x[u];
         }
       }
     }
   }
+}
+
+inline void prefetch_row(const void *row, size_t bytes)
+{
+  const char *p = static_cast<const char *>(row);
+  for (size_t b = 0; b < bytes; b += 64) __builtin_prefetch(p + b);
+}
+
+// One coefficient c of a path on one edge, all channels u: adds to gx (∂/∂h[j]) and gww
+// (∂/∂W[e]) and returns the contribution to ∂/∂Y[e, m2].  Plain floating point: the
+// channel sum may be reassociated (omp simd), so the loop vectorises.
+template <typename S, typename T>
+inline T backward_channels(int64_t mul, S c, T yv, const T *x, const S *go, const T *ww, T *gx, T *gww)
+{
+  T acc(0);
+  if constexpr (std::is_same_v<S, T>) {
+#pragma omp simd reduction(+ : acc)
+    for (int64_t u = 0; u < mul; ++u) {
+      const T gcu = c * go[u];    // c · g[i, u, m3]
+      const T xw = x[u] * gcu;
+      gww[u] += xw * yv;
+      acc += xw * ww[u];
+      gx[u] += gcu * ww[u] * yv;
+    }
+  } else {    // dual numbers (second derivatives)
+    for (int64_t u = 0; u < mul; ++u) {
+      const T gcu = c * go[u];
+      const T xw = x[u] * gcu;
+      gww[u] += xw * yv;
+      acc += xw * ww[u];
+      gx[u] += gcu * ww[u] * yv;
+    }
+  }
+  return acc;
 }
 
 // gradients of <g, F(h, Y, W)>; rows of gh written per neighbour node j, gy/gw per edge
@@ -131,6 +212,14 @@ void backward_rows(const Layout &L, const Csr &by_nbr, const int64_t *centre, co
     T *ghj = gh + j * L.dim_h;
     for (int64_t t = by_nbr.offset[j]; t < by_nbr.offset[j + 1]; ++t) {
       const int64_t e = by_nbr.order[t];
+      // the edges of a neighbour are scattered over the per-edge rows: fetch the rows of
+      // the edge after next while this one is computed
+      if (t + 2 < by_nbr.offset[end]) {
+        const int64_t ahead = by_nbr.order[t + 2];
+        prefetch_row(w + ahead * L.n_w, L.n_w * sizeof(T));
+        prefetch_row(gw + ahead * L.n_w, L.n_w * sizeof(T));
+        prefetch_row(g + centre[ahead] * L.dim_out, L.dim_out * sizeof(S));
+      }
       const S *gi = g + centre[e] * L.dim_out;
       const T *ye = y + e * L.dim_y, *we = w + e * L.n_w;
       T *gye = gy + e * L.dim_y, *gwe = gw + e * L.n_w;
@@ -138,20 +227,12 @@ void backward_rows(const Layout &L, const Csr &by_nbr, const int64_t *centre, co
         for (size_t n = 0; n < p.c.size(); ++n) {
           const S c = static_cast<S>(p.c[n]);
           const T yv = ye[p.off_y + p.m2[n]];
-          const T *x = hj + p.off_h + p.m1[n];
-          T *gx = ghj + p.off_h + p.m1[n];
-          const S *go = gi + p.off_out + p.m3[n];
+          const T *x = hj + p.off_h + p.m1[n] * p.mul;
+          T *gx = ghj + p.off_h + p.m1[n] * p.mul;
+          const S *go = gi + p.off_out + p.m3[n] * p.mul;
           const T *ww = we + p.off_w;
           T *gww = gwe + p.off_w;
-          T acc_y(0);
-          for (int64_t u = 0; u < p.mul; ++u) {
-            const T gcu = c * go[u * p.dim_out];    // c · g[i, u, m3]
-            const T xw = x[u * p.dim_h] * gcu;
-            gww[u] += xw * yv;
-            acc_y += xw * ww[u];
-            gx[u * p.dim_h] += gcu * ww[u] * yv;
-          }
-          gye[p.off_y + p.m2[n]] += acc_y;
+          gye[p.off_y + p.m2[n]] += backward_channels<S, T>(p.mul, c, yv, x, go, ww, gx, gww);
         }
       }
     }
@@ -201,15 +282,16 @@ struct TpConvKernels {
     const auto cached = layout(in, a);
     const Layout &L = *cached;
     const Csr by_centre = group(centre_of(in).data_ptr<int64_t>(), centre_of(in).size(0), a.size, "centre");
+    const at::Tensor h = to_mu(in.h, L.to_mu_h);
     auto out = at::zeros({a.size, L.dim_out}, in.h.options());
     AT_DISPATCH_FLOATING_TYPES(in.h.scalar_type(), "mlff_tp_forward", [&] {
       at::parallel_for(0, a.size, kGrain, [&](int64_t b, int64_t e) {
-        forward_rows<scalar_t, scalar_t>(L, by_centre, nbr_of(in).data_ptr<int64_t>(), in.h.data_ptr<scalar_t>(),
+        forward_rows<scalar_t, scalar_t>(L, by_centre, nbr_of(in).data_ptr<int64_t>(), h.data_ptr<scalar_t>(),
                                          in.y.data_ptr<scalar_t>(), in.w.data_ptr<scalar_t>(),
                                          out.data_ptr<scalar_t>(), b, e);
       });
     });
-    return out;
+    return to_mu(out, L.from_mu_out);
   }
 
   static std::vector<at::Tensor> backward(const at::Tensor &grad, const TpInputs &in, const TpTables &a)
@@ -218,19 +300,19 @@ struct TpConvKernels {
     const auto cached = layout(in, a);
     const Layout &L = *cached;
     const Csr by_nbr = group(nbr_of(in).data_ptr<int64_t>(), nbr_of(in).size(0), in.h.size(0), "neighbour");
-    auto g = grad.to(in.h.scalar_type()).contiguous();
-    TORCH_CHECK(g.size(0) == a.size && g.size(1) == L.dim_out, "mlff::tp_conv: gradient must be [", a.size, ", ",
-                L.dim_out, "]");
+    TORCH_CHECK(grad.dim() == 2 && grad.size(0) == a.size && grad.size(1) == L.dim_out,
+                "mlff::tp_conv: gradient must be [", a.size, ", ", L.dim_out, "]");
+    const at::Tensor g = to_mu(grad.to(in.h.scalar_type()), L.to_mu_out), h = to_mu(in.h, L.to_mu_h);
     auto gh = at::zeros_like(in.h), gy = at::zeros_like(in.y), gw = at::zeros_like(in.w);
     AT_DISPATCH_FLOATING_TYPES(in.h.scalar_type(), "mlff_tp_backward", [&] {
       at::parallel_for(0, in.h.size(0), kGrain, [&](int64_t b, int64_t e) {
         backward_rows<scalar_t, scalar_t>(L, by_nbr, centre_of(in).data_ptr<int64_t>(), g.data_ptr<scalar_t>(),
-                                          in.h.data_ptr<scalar_t>(), in.y.data_ptr<scalar_t>(),
+                                          h.data_ptr<scalar_t>(), in.y.data_ptr<scalar_t>(),
                                           in.w.data_ptr<scalar_t>(), gh.data_ptr<scalar_t>(),
                                           gy.data_ptr<scalar_t>(), gw.data_ptr<scalar_t>(), b, e);
       });
     });
-    return {gh, gy, gw};
+    return {to_mu(gh, L.from_mu_h), gy, gw};
   }
 
   // d/dε F(h + ε u_h, Y + ε u_y, W + ε u_w): the gradient w.r.t. g of the backward's outputs
@@ -242,9 +324,10 @@ struct TpConvKernels {
     const Layout &L = *cached;
     const Csr by_centre = group(centre_of(in).data_ptr<int64_t>(), centre_of(in).size(0), a.size, "centre");
     auto out = at::empty({a.size, L.dim_out}, in.h.options());
+    const at::Tensor h = to_mu(in.h, L.to_mu_h), uh_mu = uh.defined() ? to_mu(uh, L.to_mu_h) : uh;
     AT_DISPATCH_FLOATING_TYPES(in.h.scalar_type(), "mlff_tp_jvp", [&] {
       using D = Dual<scalar_t>;
-      const auto d = make_dual_inputs<scalar_t>(in.h, in.y, in.w, uh, uy, uw);
+      const auto d = make_dual_inputs<scalar_t>(h, in.y, in.w, uh_mu, uy, uw);
       std::vector<D> res(a.size * L.dim_out);
       at::parallel_for(0, a.size, kGrain, [&](int64_t b, int64_t e) {
         forward_rows<scalar_t, D>(L, by_centre, nbr_of(in).data_ptr<int64_t>(), d.h.data(), d.y.data(), d.w.data(),
@@ -252,7 +335,7 @@ struct TpConvKernels {
       });
       copy_tangent(res, out);
     });
-    return out;
+    return to_mu(out, L.from_mu_out);
   }
 
   // d/dε of the backward at (h + ε u_h, Y + ε u_y, W + ε u_w), g fixed: the gradients w.r.t. (h, Y, W)
@@ -263,11 +346,12 @@ struct TpConvKernels {
     const auto cached = layout(in, a);
     const Layout &L = *cached;
     const Csr by_nbr = group(nbr_of(in).data_ptr<int64_t>(), nbr_of(in).size(0), in.h.size(0), "neighbour");
-    auto g = grad.to(in.h.scalar_type()).contiguous();
+    const at::Tensor g = to_mu(grad.to(in.h.scalar_type()), L.to_mu_out), h = to_mu(in.h, L.to_mu_h);
+    const at::Tensor uh_mu = uh.defined() ? to_mu(uh, L.to_mu_h) : uh;
     auto gh = at::empty_like(in.h), gy = at::empty_like(in.y), gw = at::empty_like(in.w);
     AT_DISPATCH_FLOATING_TYPES(in.h.scalar_type(), "mlff_tp_hvp", [&] {
       using D = Dual<scalar_t>;
-      const auto d = make_dual_inputs<scalar_t>(in.h, in.y, in.w, uh, uy, uw);
+      const auto d = make_dual_inputs<scalar_t>(h, in.y, in.w, uh_mu, uy, uw);
       std::vector<D> rh(in.h.numel()), ry(in.y.numel()), rw(in.w.numel());
       at::parallel_for(0, in.h.size(0), kGrain, [&](int64_t b, int64_t e) {
         backward_rows<scalar_t, D>(L, by_nbr, centre_of(in).data_ptr<int64_t>(), g.data_ptr<scalar_t>(), d.h.data(),
@@ -277,7 +361,7 @@ struct TpConvKernels {
       copy_tangent(ry, gy);
       copy_tangent(rw, gw);
     });
-    return {gh, gy, gw};
+    return {to_mu(gh, L.from_mu_h), gy, gw};
   }
 };
 
