@@ -180,24 +180,19 @@ inline void prefetch_row(const void *row, size_t bytes)
 template <typename S, typename T>
 inline T backward_channels(int64_t mul, S c, T yv, const T *x, const S *go, const T *ww, T *gx, T *gww)
 {
+  const auto channel = [&](int64_t u) {
+    const T gcu = c * go[u];    // c · g[i, u, m3]
+    const T xw = x[u] * gcu;
+    gww[u] += xw * yv;
+    gx[u] += gcu * ww[u] * yv;
+    return xw * ww[u];
+  };
   T acc(0);
   if constexpr (std::is_same_v<S, T>) {
 #pragma omp simd reduction(+ : acc)
-    for (int64_t u = 0; u < mul; ++u) {
-      const T gcu = c * go[u];    // c · g[i, u, m3]
-      const T xw = x[u] * gcu;
-      gww[u] += xw * yv;
-      acc += xw * ww[u];
-      gx[u] += gcu * ww[u] * yv;
-    }
-  } else {    // dual numbers (second derivatives)
-    for (int64_t u = 0; u < mul; ++u) {
-      const T gcu = c * go[u];
-      const T xw = x[u] * gcu;
-      gww[u] += xw * yv;
-      acc += xw * ww[u];
-      gx[u] += gcu * ww[u] * yv;
-    }
+    for (int64_t u = 0; u < mul; ++u) acc += channel(u);
+  } else {    // dual numbers (second derivatives): no simd reduction for a class type
+    for (int64_t u = 0; u < mul; ++u) acc += channel(u);
   }
   return acc;
 }
