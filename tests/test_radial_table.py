@@ -9,6 +9,7 @@ import torch
 from ase.build import bulk
 
 from mlff import ops
+from mlff.calculator import predict
 from mlff.deploy import export_model, load_deployed, main as deploy_main
 from mlff.errors import ConfigError
 from mlff.graph import atoms_to_graph
@@ -141,15 +142,6 @@ def sheared_cu(seed: int):
     return atoms
 
 
-def deployed_forces(module, atoms, dtype):
-    g = atoms_to_graph(atoms, ["Cu"], R_MAX)
-    out = module(g.species, g.edge_index, g.edge_vec().to(dtype))
-    grad = out["edge_grad"].double()
-    forces = torch.zeros(len(atoms), 3, dtype=torch.float64).index_add_(0, g.edge_index[0], grad)
-    forces.index_add_(0, g.edge_index[1], -grad)
-    return float(out["atomic_energy"].double().sum()), forces.numpy()
-
-
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_deployed_schnet_with_tabulated_filters(tmp_path, dtype):
     """Same energies and forces as the exact model within the table's tolerance (fp32:
@@ -165,12 +157,12 @@ def test_deployed_schnet_with_tabulated_filters(tmp_path, dtype):
     assert len(tables["n_intervals"]) == 3 and max(tables["error"], tables["error_derivative"]) <= 1e-8
     exact, _ = load_deployed(tmp_path / "exact.pt")
     tab, _ = load_deployed(tmp_path / "tab.pt")
-    code = getattr(tab.model.interactions, "0").filters.code
-    assert "radial_table" in code or not ops.NATIVE
+    graph = str(getattr(tab.model.interactions, "0").filters.inlined_graph)
+    assert "mlff::radial_table" in graph or not ops.NATIVE
     assert not model.interactions[0].tabulated  # the trained model keeps its network
     atoms = sheared_cu(seed=6)
-    e_ref, f_ref = deployed_forces(exact, atoms, dtype)
-    e_tab, f_tab = deployed_forces(tab, atoms, dtype)
+    ref, got = predict(exact, exact_meta, atoms), predict(tab, meta, atoms)
+    (e_ref, f_ref), (e_tab, f_tab) = (ref["energy"], ref["forces"]), (got["energy"], got["forces"])
     tol = 1e-7 if dtype == torch.float64 else 2e-5
     assert e_tab == pytest.approx(e_ref, rel=tol)
     assert np.abs(f_ref).max() > 0.1
@@ -183,7 +175,7 @@ def test_deployed_schnet_with_tabulated_filters(tmp_path, dtype):
                 for step in (2e-5, -2e-5):
                     displaced = atoms.copy()
                     displaced.positions[atom, axis] += step
-                    energies.append(deployed_forces(tab, displaced, dtype)[0])
+                    energies.append(predict(tab, meta, displaced)["energy"])
                 fd = -(energies[0] - energies[1]) / 4e-5
                 assert fd == pytest.approx(f_tab[atom, axis], abs=1e-7 * np.abs(f_tab).max())
 
@@ -198,24 +190,34 @@ def test_tabulate_is_refused_for_models_without_radial_networks(tmp_path, capsys
     assert "no radial networks to tabulate" in capsys.readouterr().err
 
 
+def outputs_on_cpu_and_cuda(path, atoms, species):
+    """The deployed file ``path`` on one graph of ``atoms``, on the CPU and on a GPU (where
+    the tables are read by the PyTorch interpolation): ``(graph, cpu outputs, gpu outputs
+    moved back to the CPU)``."""
+    module, meta = load_deployed(path)
+    g = atoms_to_graph(atoms, species, meta["r_max"])
+    inputs = (g.species, g.edge_index, g.edge_vec().to(getattr(torch, meta["dtype"])))
+    cpu = module(*inputs)
+    gpu = module.to("cuda")(*(x.cuda() for x in inputs))
+    return g, cpu, {key: value.cpu() for key, value in gpu.items()}
+
+
+def forces_from_edge_grad(g, edge_grad: torch.Tensor) -> np.ndarray:
+    grad = edge_grad.double()
+    forces = torch.zeros(g.species.shape[0], 3, dtype=torch.float64).index_add_(0, g.edge_index[0], grad)
+    return forces.index_add_(0, g.edge_index[1], -grad).numpy()
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_tabulated_schnet_on_cuda_equals_cpu(tmp_path, dtype):
-    """On a GPU the tables are read by the PyTorch interpolation."""
-    model = random_schnet(["Cu"], seed=5)
-    export_model(model, tmp_path / "tab.pt", dtype=dtype, tabulate=True)
-    module, _ = load_deployed(tmp_path / "tab.pt")
-    atoms = sheared_cu(seed=7)
-    e_cpu, f_cpu = deployed_forces(module, atoms, dtype)
-    g = atoms_to_graph(atoms, ["Cu"], R_MAX)
-    module = module.to("cuda")
-    out = module(g.species.cuda(), g.edge_index.cuda(), g.edge_vec().to(dtype).cuda())
-    grad = out["edge_grad"].double().cpu()
-    f_gpu = torch.zeros(len(atoms), 3, dtype=torch.float64).index_add_(0, g.edge_index[0], grad)
-    f_gpu.index_add_(0, g.edge_index[1], -grad)
+    export_model(random_schnet(["Cu"], seed=5), tmp_path / "tab.pt", dtype=dtype, tabulate=True)
+    g, cpu, gpu = outputs_on_cpu_and_cuda(tmp_path / "tab.pt", sheared_cu(seed=7), ["Cu"])
+    f_cpu, f_gpu = forces_from_edge_grad(g, cpu["edge_grad"]), forces_from_edge_grad(g, gpu["edge_grad"])
     tol = 1e-10 if dtype == torch.float64 else 1e-5
-    assert float(out["atomic_energy"].double().sum()) == pytest.approx(e_cpu, rel=tol)
-    np.testing.assert_allclose(f_gpu.numpy(), f_cpu, rtol=0, atol=tol * np.abs(f_cpu).max())
+    assert float(gpu["atomic_energy"].double().sum()) == pytest.approx(float(cpu["atomic_energy"].double().sum()),
+                                                                       rel=tol)
+    np.testing.assert_allclose(f_gpu, f_cpu, rtol=0, atol=tol * np.abs(f_cpu).max())
 
 
 EQUIVARIANT = ["nequip", "nequip_direct", "tfn_dfp", "se3_transformer", "se3_transformer_direct"]
@@ -236,55 +238,39 @@ def test_deployed_equivariant_models_with_tabulated_radial_networks(tmp_path, na
     n_layers = model.hparams.get("n_interactions", model.hparams.get("n_layers"))
     assert len(tables["n_intervals"]) == n_layers and max(tables["error"], tables["error_derivative"]) <= 1e-8
     assert not any(m.tabulated for m in model.modules() if hasattr(m, "tabulated"))  # trained model unchanged
-    exact, _ = load_deployed(tmp_path / "exact.pt")
-    tab, _ = load_deployed(tmp_path / "tab.pt")
-    radial = [m.code for m in tab.modules() if m.original_name == "RadialMLP"]
-    assert len(radial) == n_layers and all("self.net" not in code for code in radial)  # the networks are gone
-    assert all("radial_table" in code for code in radial) or not ops.NATIVE
+    exact, exact_meta = load_deployed(tmp_path / "exact.pt")
+    tab, tab_meta = load_deployed(tmp_path / "tab.pt")
+    radial = [m for m in tab.modules() if m.original_name == "RadialMLP"]
+    assert len(radial) == n_layers and all("self.net" not in m.code for m in radial)  # the networks are gone
+    assert all("mlff::radial_table" in str(m.forward.inlined_graph) for m in radial) or not ops.NATIVE
     atoms = molecule("toluene")
     atoms.rattle(0.05, seed=3)
-
-    def evaluate(module, positions):
-        atoms.positions = positions
-        g = atoms_to_graph(atoms, model.species, model.r_max)
-        out = module(g.species, g.edge_index, g.edge_vec().to(dtype))
-        if "forces" in out:
-            return None, out["forces"].double()
-        grad = out["edge_grad"].double()
-        forces = torch.zeros(len(atoms), 3, dtype=torch.float64).index_add_(0, g.edge_index[0], grad)
-        return float(out["atomic_energy"].double().sum()), forces.index_add_(0, g.edge_index[1], -grad)
-
-    x0 = atoms.positions.copy()
-    e_ref, f_ref = evaluate(exact, x0)
-    e_tab, f_tab = evaluate(tab, x0)
+    ref, got = predict(exact, exact_meta, atoms), predict(tab, tab_meta, atoms)
+    f_ref, f_tab = ref["forces"], got["forces"]
     tol = 1e-7 if dtype == torch.float64 else 2e-5
-    assert f_ref.abs().max() > 1e-2
-    torch.testing.assert_close(f_tab, f_ref, rtol=0, atol=tol * float(f_ref.abs().max()))
-    if e_ref is not None:
-        assert e_tab == pytest.approx(e_ref, rel=tol)
-    if e_ref is not None and dtype == torch.float64:
+    assert np.abs(f_ref).max() > 1e-2
+    np.testing.assert_allclose(f_tab, f_ref, rtol=0, atol=tol * np.abs(f_ref).max())
+    if "energy" in ref:
+        assert got["energy"] == pytest.approx(ref["energy"], rel=tol)
+    if "energy" in ref and dtype == torch.float64:
         for atom, axis in ((0, 0), (7, 2), (12, 1)):
             energies = []
             for step in (1e-5, -1e-5):
-                x = x0.copy()
-                x[atom, axis] += step
-                energies.append(evaluate(tab, x)[0])
+                displaced = atoms.copy()
+                displaced.positions[atom, axis] += step
+                energies.append(predict(tab, tab_meta, displaced)["energy"])
             fd = -(energies[0] - energies[1]) / 2e-5
-            assert fd == pytest.approx(float(f_tab[atom, axis]), abs=1e-7 * float(f_tab.abs().max()))
+            assert fd == pytest.approx(float(f_tab[atom, axis]), abs=1e-7 * np.abs(f_tab).max())
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_tabulated_nequip_on_cuda_equals_cpu(tmp_path):
-    """The e3nn models' tables on a GPU (PyTorch interpolation) give the CPU numbers."""
+    """The e3nn models' tables on a GPU give the CPU numbers."""
     from mlff.data.molecules import molecule
     from test_equivariant_models import random_model
 
     model = random_model("nequip")
     export_model(model, tmp_path / "tab.pt", tabulate=True)
-    module, _ = load_deployed(tmp_path / "tab.pt")
-    g = atoms_to_graph(molecule("toluene"), model.species, model.r_max)
-    cpu = module(g.species, g.edge_index, g.edge_vec())
-    module = module.to("cuda")
-    gpu = module(g.species.cuda(), g.edge_index.cuda(), g.edge_vec().cuda())
+    _, cpu, gpu = outputs_on_cpu_and_cuda(tmp_path / "tab.pt", molecule("toluene"), model.species)
     for key in ("atomic_energy", "edge_grad"):
-        torch.testing.assert_close(gpu[key].cpu(), cpu[key], rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(gpu[key], cpu[key], rtol=1e-10, atol=1e-12)

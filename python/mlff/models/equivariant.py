@@ -38,7 +38,7 @@ from .. import ops
 from ..errors import ConfigError
 from .base import EnergyModel
 from .common import reverse_edge_groups
-from .radial_table import RadialTable, interpolate, tabulate
+from .radial_table import RadialTable, lookup, tabulate
 
 IMPLEMENTATIONS = ("auto", "ops", "e3nn")
 
@@ -212,9 +212,7 @@ class RadialMLP(nn.Module):
 
     def forward(self, x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
         if self.tabulated:
-            if r.is_cpu:
-                return torch.ops.mlff.radial_table(r, self.table, self.r_max)
-            return interpolate(r, self.table, self.r_max)
+            return lookup(r, self.table, self.r_max)
         return self.net(x)
 
     def tabulate(self, features, r_max: float, tolerance: float) -> RadialTable:

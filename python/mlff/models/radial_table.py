@@ -29,6 +29,7 @@ from typing import Callable
 
 import torch
 
+from .. import ops  # noqa: F401 (registers torch.ops.mlff.radial_table)
 from ..errors import ConfigError
 
 
@@ -81,6 +82,14 @@ def interpolate(r: torch.Tensor, table: torch.Tensor, r_max: float) -> torch.Ten
     rows = torch.cat([table.index_select(0, k), table.index_select(0, k + 1)], dim=1)  # [U, 6, F]
     y = torch.einsum("uj,ujf->uf", value, rows)
     return torch.where(inside[:, None], y, torch.zeros_like(y))
+
+
+def lookup(r: torch.Tensor, table: torch.Tensor, r_max: float) -> torch.Tensor:
+    """``y(r)`` ``[U, F]`` of a deployed model's table: ``torch.ops.mlff.radial_table`` on
+    the CPU (first derivatives only), :func:`interpolate` on other devices."""
+    if r.is_cpu:
+        return torch.ops.mlff.radial_table(r, table, r_max)
+    return interpolate(r, table, r_max)
 
 
 def _derivatives(fn: Callable[[torch.Tensor], torch.Tensor], r: torch.Tensor,
@@ -166,4 +175,4 @@ def tabulate(fn: Callable[[torch.Tensor], torch.Tensor], r_max: float, tolerance
         n *= 2
 
 
-__all__ = ["RadialTable", "interpolate", "tabulate"]
+__all__ = ["RadialTable", "interpolate", "lookup", "tabulate"]

@@ -40,7 +40,7 @@ from .. import ops  # registers torch.ops.mlff.*
 from ..errors import ConfigError
 from .base import EnergyModel
 from .common import MLP, GaussianRBF, cosine_cutoff, reverse_edge_groups, shifted_softplus
-from .radial_table import RadialTable, interpolate, tabulate
+from .radial_table import RadialTable, lookup, tabulate
 
 
 IMPLEMENTATIONS = ("auto", "ops", "torch")
@@ -83,9 +83,7 @@ class Interaction(nn.Module):
                 rbf_gamma: float, r_max: float) -> torch.Tensor:
         """``W(r) [u, n_filters]`` for pair distances ``r [u]`` (Å)."""
         if self.tabulated:
-            if r.is_cpu:
-                return torch.ops.mlff.radial_table(r, self.filter_table, r_max)
-            return interpolate(r, self.filter_table, r_max)
+            return lookup(r, self.filter_table, r_max)
         if self.fused_filter and not r.is_cuda:
             first, second = self.filter_net[0], self.filter_net[2]
             return torch.ops.mlff.schnet_filter(r, rbf_centres, rbf_gamma, r_max, first.weight, first.bias,
