@@ -97,20 +97,6 @@ std::vector<Dual<S>> make_dual(const at::Tensor &v, const at::Tensor &u)
   return out;
 }
 
-// the three inputs of a tensor product as dual numbers, tangents cast to their dtype
-template <typename S>
-struct DualInputs {
-  std::vector<Dual<S>> h, y, w;
-};
-
-template <typename S>
-DualInputs<S> make_dual_inputs(const at::Tensor &h, const at::Tensor &y, const at::Tensor &w, const at::Tensor &uh,
-                               const at::Tensor &uy, const at::Tensor &uw)
-{
-  auto cast = [&](const at::Tensor &t) { return t.defined() ? t.to(h.scalar_type()).contiguous() : t; };
-  return {make_dual<S>(h, cast(uh)), make_dual<S>(y, cast(uy)), make_dual<S>(w, cast(uw))};
-}
-
 // the tangent parts into a tensor of the same size
 template <typename S>
 void copy_tangent(const std::vector<Dual<S>> &src, at::Tensor &dst)

@@ -14,8 +14,10 @@
 // Kernels (the op is linear in each of h, Y and W):
 //   forward   out = F(h, Y, W)                               [N, D_out]
 //   backward  (∂/∂h, ∂/∂Y, ∂/∂W) of <g, F>                    [N, D_h], [E, D_Y], [E, n_W]
-//   double backward: w.r.t. g the forward run on dual numbers (tangent u), w.r.t.
-//   (h, Y, W) the backward run on dual numbers; both exact (mlff/dual.h).
+//   double backward: w.r.t. g the forward's directional derivative along the tangents
+//   (u_h, u_Y, u_W), w.r.t. (h, Y, W) the backward's (g fixed); both exact.  F is linear
+//   in each input, so these are sums of product-rule terms, e.g.
+//   F(u_h, Y, W) + F(h, u_Y, W) + F(h, Y, u_W), computed in one pass over plain arrays.
 // The forward is split over centre atoms, the backward over neighbour atoms (each node's
 // gradient row and each edge's gradients are written by one task): no atomics, results
 // independent of the thread count.
@@ -41,7 +43,6 @@
 #include <array>
 #include <memory>
 #include <tuple>
-#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -146,7 +147,10 @@ Csr group(const int64_t *key, int64_t n_edges, int64_t n_nodes, const char *what
 }
 
 // ---------------------------------------------------------------------------- kernels
-template <typename S, typename T>
+// (The loops are written out in each kernel: a shared loop taking the per-coefficient work
+// as a lambda, or the prefetches as a helper over an array of rows, made the backward 15 %
+// slower.)
+template <typename T>
 void forward_rows(const Layout &L, const Csr &by_centre, const int64_t *nbr, const T *h, const T *y, const T *w,
                   T *out, int64_t begin, int64_t end)
 {
@@ -157,11 +161,39 @@ void forward_rows(const Layout &L, const Csr &by_centre, const int64_t *nbr, con
       const T *hj = h + nbr[e] * L.dim_h, *ye = y + e * L.dim_y, *we = w + e * L.n_w;
       for (const Path &p : L.paths) {
         for (size_t n = 0; n < p.c.size(); ++n) {
-          const T cy = static_cast<S>(p.c[n]) * ye[p.off_y + p.m2[n]];
-          const T *x = hj + p.off_h + p.m1[n] * p.mul;
+          const T cy = static_cast<T>(p.c[n]) * ye[p.off_y + p.m2[n]];
+          const T *x = hj + p.off_h + p.m1[n] * p.mul, *ww = we + p.off_w;
           T *oo = o + p.off_out + p.m3[n] * p.mul;
-          const T *ww = we + p.off_w;
           for (int64_t u = 0; u < p.mul; ++u) oo[u] += ww[u] * cy * x[u];
+        }
+      }
+    }
+  }
+}
+
+// Values and tangents of the three inputs (second derivatives); row-major like h, Y, W.
+template <typename T>
+struct Tangents {
+  const T *h, *uh, *y, *uy, *w, *uw;
+};
+
+// d/dε F(h + ε u_h, Y + ε u_Y, W + ε u_W) = F(u_h, Y, W) + F(h, u_Y, W) + F(h, Y, u_W)
+template <typename T>
+void forward_tangent_rows(const Layout &L, const Csr &by_centre, const int64_t *nbr, const Tangents<T> &a, T *out,
+                          int64_t begin, int64_t end)
+{
+  for (int64_t i = begin; i < end; ++i) {
+    T *o = out + i * L.dim_out;
+    for (int64_t t = by_centre.offset[i]; t < by_centre.offset[i + 1]; ++t) {
+      const int64_t e = by_centre.order[t], kh = nbr[e] * L.dim_h, ky = e * L.dim_y, kw = e * L.n_w;
+      for (const Path &p : L.paths) {
+        for (size_t n = 0; n < p.c.size(); ++n) {
+          const T c = static_cast<T>(p.c[n]);
+          const T cy = c * a.y[ky + p.off_y + p.m2[n]], cuy = c * a.uy[ky + p.off_y + p.m2[n]];
+          const int64_t kx = kh + p.off_h + p.m1[n] * p.mul;
+          const T *x = a.h + kx, *ux = a.uh + kx, *ww = a.w + kw + p.off_w, *uww = a.uw + kw + p.off_w;
+          T *oo = o + p.off_out + p.m3[n] * p.mul;
+          for (int64_t u = 0; u < p.mul; ++u) oo[u] += cy * (uww[u] * x[u] + ww[u] * ux[u]) + cuy * ww[u] * x[u];
         }
       }
     }
@@ -175,31 +207,43 @@ inline void prefetch_row(const void *row, size_t bytes)
 }
 
 // One coefficient c of a path on one edge, all channels u: adds to gx (∂/∂h[j]) and gww
-// (∂/∂W[e]) and returns the contribution to ∂/∂Y[e, m2].  Plain floating point: the
-// channel sum may be reassociated (omp simd), so the loop vectorises.
-template <typename S, typename T>
-inline T backward_channels(int64_t mul, S c, T yv, const T *x, const S *go, const T *ww, T *gx, T *gww)
+// (∂/∂W[e]) and returns the contribution to ∂/∂Y[e, m2].  The channel sum may be
+// reassociated (omp simd), so the loop vectorises.
+template <typename T>
+inline T backward_channels(int64_t mul, T c, T yv, const T *x, const T *go, const T *ww, T *gx, T *gww)
 {
-  const auto channel = [&](int64_t u) {
+  T acc(0);
+#pragma omp simd reduction(+ : acc)
+  for (int64_t u = 0; u < mul; ++u) {
     const T gcu = c * go[u];    // c · g[i, u, m3]
     const T xw = x[u] * gcu;
     gww[u] += xw * yv;
     gx[u] += gcu * ww[u] * yv;
-    return xw * ww[u];
-  };
+    acc += xw * ww[u];
+  }
+  return acc;
+}
+
+// the same coefficient's directional derivative along (ux, uyv, uww), g fixed: each
+// gradient is bilinear in the two inputs it is not taken for, so it has two terms
+template <typename T>
+inline T backward_tangent_channels(int64_t mul, T c, T yv, T uyv, const T *x, const T *ux, const T *go, const T *ww,
+                                   const T *uww, T *gx, T *gww)
+{
   T acc(0);
-  if constexpr (std::is_same_v<S, T>) {
 #pragma omp simd reduction(+ : acc)
-    for (int64_t u = 0; u < mul; ++u) acc += channel(u);
-  } else {    // dual numbers (second derivatives): no simd reduction for a class type
-    for (int64_t u = 0; u < mul; ++u) acc += channel(u);
+  for (int64_t u = 0; u < mul; ++u) {
+    const T gcu = c * go[u];
+    gww[u] += gcu * (ux[u] * yv + x[u] * uyv);
+    gx[u] += gcu * (uww[u] * yv + ww[u] * uyv);
+    acc += gcu * (ux[u] * ww[u] + x[u] * uww[u]);
   }
   return acc;
 }
 
 // gradients of <g, F(h, Y, W)>; rows of gh written per neighbour node j, gy/gw per edge
-template <typename S, typename T>
-void backward_rows(const Layout &L, const Csr &by_nbr, const int64_t *centre, const S *g, const T *h, const T *y,
+template <typename T>
+void backward_rows(const Layout &L, const Csr &by_nbr, const int64_t *centre, const T *g, const T *h, const T *y,
                    const T *w, T *gh, T *gy, T *gw, int64_t begin, int64_t end)
 {
   for (int64_t j = begin; j < end; ++j) {
@@ -213,23 +257,44 @@ void backward_rows(const Layout &L, const Csr &by_nbr, const int64_t *centre, co
         const int64_t ahead = by_nbr.order[t + 2];
         prefetch_row(w + ahead * L.n_w, L.n_w * sizeof(T));
         prefetch_row(gw + ahead * L.n_w, L.n_w * sizeof(T));
-        prefetch_row(g + centre[ahead] * L.dim_out, L.dim_out * sizeof(S));
+        prefetch_row(g + centre[ahead] * L.dim_out, L.dim_out * sizeof(T));
       }
-      const S *gi = g + centre[e] * L.dim_out;
-      const T *ye = y + e * L.dim_y, *we = w + e * L.n_w;
+      const T *gi = g + centre[e] * L.dim_out, *ye = y + e * L.dim_y, *we = w + e * L.n_w;
       T *gye = gy + e * L.dim_y, *gwe = gw + e * L.n_w;
-      for (const Path &p : L.paths) {
+      for (const Path &p : L.paths)
         for (size_t n = 0; n < p.c.size(); ++n) {
-          const S c = static_cast<S>(p.c[n]);
-          const T yv = ye[p.off_y + p.m2[n]];
-          const T *x = hj + p.off_h + p.m1[n] * p.mul;
-          T *gx = ghj + p.off_h + p.m1[n] * p.mul;
-          const S *go = gi + p.off_out + p.m3[n] * p.mul;
-          const T *ww = we + p.off_w;
-          T *gww = gwe + p.off_w;
-          gye[p.off_y + p.m2[n]] += backward_channels<S, T>(p.mul, c, yv, x, go, ww, gx, gww);
+          const int64_t kx = p.off_h + p.m1[n] * p.mul, ky = p.off_y + p.m2[n];
+          gye[ky] += backward_channels(p.mul, static_cast<T>(p.c[n]), ye[ky], hj + kx,
+                                       gi + p.off_out + p.m3[n] * p.mul, we + p.off_w, ghj + kx, gwe + p.off_w);
         }
+    }
+  }
+}
+
+// d/dε of the backward at (h + ε u_h, Y + ε u_Y, W + ε u_W), g fixed
+template <typename T>
+void backward_tangent_rows(const Layout &L, const Csr &by_nbr, const int64_t *centre, const T *g,
+                           const Tangents<T> &a, T *gh, T *gy, T *gw, int64_t begin, int64_t end)
+{
+  for (int64_t j = begin; j < end; ++j) {
+    const int64_t kh = j * L.dim_h;
+    for (int64_t t = by_nbr.offset[j]; t < by_nbr.offset[j + 1]; ++t) {
+      const int64_t e = by_nbr.order[t], ky = e * L.dim_y, kw = e * L.n_w;
+      if (t + 2 < by_nbr.offset[end]) {    // as in backward_rows
+        const int64_t ahead = by_nbr.order[t + 2];
+        prefetch_row(a.w + ahead * L.n_w, L.n_w * sizeof(T));
+        prefetch_row(a.uw + ahead * L.n_w, L.n_w * sizeof(T));
+        prefetch_row(gw + ahead * L.n_w, L.n_w * sizeof(T));
+        prefetch_row(g + centre[ahead] * L.dim_out, L.dim_out * sizeof(T));
       }
+      const T *gi = g + centre[e] * L.dim_out;
+      for (const Path &p : L.paths)
+        for (size_t n = 0; n < p.c.size(); ++n) {
+          const int64_t kx = kh + p.off_h + p.m1[n] * p.mul, kyn = ky + p.off_y + p.m2[n], kwp = kw + p.off_w;
+          gy[kyn] += backward_tangent_channels(p.mul, static_cast<T>(p.c[n]), a.y[kyn], a.uy[kyn], a.h + kx,
+                                               a.uh + kx, gi + p.off_out + p.m3[n] * p.mul, a.w + kwp, a.uw + kwp,
+                                               gh + kx, gw + kwp);
+        }
     }
   }
 }
@@ -268,6 +333,27 @@ std::vector<at::Tensor> tp_cuda(const TpInputs &in, const TpTables &a, const at:
 #endif
 }
 
+// The inputs and their tangents for the second-order kernels: contiguous, in the inputs'
+// dtype, node features in the (m, u) layout; an undefined tangent is zero.
+struct TangentInputs {
+  at::Tensor h, uh, y, uy, w, uw;
+  TangentInputs(const TpInputs &in, const Layout &L, const at::Tensor &uh_, const at::Tensor &uy_,
+                const at::Tensor &uw_)
+      : h(to_mu(in.h, L.to_mu_h)), uh(to_mu(tangent(uh_, in.h), L.to_mu_h)), y(in.y), uy(tangent(uy_, in.y)),
+        w(in.w), uw(tangent(uw_, in.w))
+  {
+  }
+  static at::Tensor tangent(const at::Tensor &u, const at::Tensor &x)
+  {
+    return u.defined() ? u.to(x.scalar_type()).contiguous() : at::zeros_like(x);
+  }
+  template <typename T>
+  Tangents<T> pointers() const
+  {
+    return {h.data_ptr<T>(), uh.data_ptr<T>(), y.data_ptr<T>(), uy.data_ptr<T>(), w.data_ptr<T>(), uw.data_ptr<T>()};
+  }
+};
+
 struct TpConvKernels {
   static constexpr const char *name = "mlff::tp_conv";
 
@@ -281,7 +367,7 @@ struct TpConvKernels {
     auto out = at::zeros({a.size, L.dim_out}, in.h.options());
     AT_DISPATCH_FLOATING_TYPES(in.h.scalar_type(), "mlff_tp_forward", [&] {
       at::parallel_for(0, a.size, kGrain, [&](int64_t b, int64_t e) {
-        forward_rows<scalar_t, scalar_t>(L, by_centre, nbr_of(in).data_ptr<int64_t>(), h.data_ptr<scalar_t>(),
+        forward_rows<scalar_t>(L, by_centre, nbr_of(in).data_ptr<int64_t>(), h.data_ptr<scalar_t>(),
                                          in.y.data_ptr<scalar_t>(), in.w.data_ptr<scalar_t>(),
                                          out.data_ptr<scalar_t>(), b, e);
       });
@@ -301,7 +387,7 @@ struct TpConvKernels {
     auto gh = at::zeros_like(in.h), gy = at::zeros_like(in.y), gw = at::zeros_like(in.w);
     AT_DISPATCH_FLOATING_TYPES(in.h.scalar_type(), "mlff_tp_backward", [&] {
       at::parallel_for(0, in.h.size(0), kGrain, [&](int64_t b, int64_t e) {
-        backward_rows<scalar_t, scalar_t>(L, by_nbr, centre_of(in).data_ptr<int64_t>(), g.data_ptr<scalar_t>(),
+        backward_rows<scalar_t>(L, by_nbr, centre_of(in).data_ptr<int64_t>(), g.data_ptr<scalar_t>(),
                                           h.data_ptr<scalar_t>(), in.y.data_ptr<scalar_t>(),
                                           in.w.data_ptr<scalar_t>(), gh.data_ptr<scalar_t>(),
                                           gy.data_ptr<scalar_t>(), gw.data_ptr<scalar_t>(), b, e);
@@ -318,43 +404,36 @@ struct TpConvKernels {
     const auto cached = layout(in, a);
     const Layout &L = *cached;
     const Csr by_centre = group(centre_of(in).data_ptr<int64_t>(), centre_of(in).size(0), a.size, "centre");
-    auto out = at::empty({a.size, L.dim_out}, in.h.options());
-    const at::Tensor h = to_mu(in.h, L.to_mu_h), uh_mu = uh.defined() ? to_mu(uh, L.to_mu_h) : uh;
+    const TangentInputs t(in, L, uh, uy, uw);
+    auto out = at::zeros({a.size, L.dim_out}, in.h.options());
     AT_DISPATCH_FLOATING_TYPES(in.h.scalar_type(), "mlff_tp_jvp", [&] {
-      using D = Dual<scalar_t>;
-      const auto d = make_dual_inputs<scalar_t>(h, in.y, in.w, uh_mu, uy, uw);
-      std::vector<D> res(a.size * L.dim_out);
+      const auto tangents = t.pointers<scalar_t>();
       at::parallel_for(0, a.size, kGrain, [&](int64_t b, int64_t e) {
-        forward_rows<scalar_t, D>(L, by_centre, nbr_of(in).data_ptr<int64_t>(), d.h.data(), d.y.data(), d.w.data(),
-                                  res.data(), b, e);
+        forward_tangent_rows<scalar_t>(L, by_centre, nbr_of(in).data_ptr<int64_t>(), tangents,
+                                       out.data_ptr<scalar_t>(), b, e);
       });
-      copy_tangent(res, out);
     });
     return to_mu(out, L.from_mu_out);
   }
 
   // d/dε of the backward at (h + ε u_h, Y + ε u_y, W + ε u_w), g fixed: the gradients w.r.t. (h, Y, W)
   static std::vector<at::Tensor> hvp(const at::Tensor &grad, const at::Tensor &uh, const at::Tensor &uy,
-                                        const at::Tensor &uw, const TpInputs &in, const TpTables &a)
+                                     const at::Tensor &uw, const TpInputs &in, const TpTables &a)
   {
     if (in.h.is_cuda()) return tp_cuda(in, a, uh, uy, uw, grad, true);
     const auto cached = layout(in, a);
     const Layout &L = *cached;
     const Csr by_nbr = group(nbr_of(in).data_ptr<int64_t>(), nbr_of(in).size(0), in.h.size(0), "neighbour");
-    const at::Tensor g = to_mu(grad.to(in.h.scalar_type()), L.to_mu_out), h = to_mu(in.h, L.to_mu_h);
-    const at::Tensor uh_mu = uh.defined() ? to_mu(uh, L.to_mu_h) : uh;
-    auto gh = at::empty_like(in.h), gy = at::empty_like(in.y), gw = at::empty_like(in.w);
+    const at::Tensor g = to_mu(grad.to(in.h.scalar_type()), L.to_mu_out);
+    const TangentInputs t(in, L, uh, uy, uw);
+    auto gh = at::zeros_like(in.h), gy = at::zeros_like(in.y), gw = at::zeros_like(in.w);
     AT_DISPATCH_FLOATING_TYPES(in.h.scalar_type(), "mlff_tp_hvp", [&] {
-      using D = Dual<scalar_t>;
-      const auto d = make_dual_inputs<scalar_t>(h, in.y, in.w, uh_mu, uy, uw);
-      std::vector<D> rh(in.h.numel()), ry(in.y.numel()), rw(in.w.numel());
+      const auto tangents = t.pointers<scalar_t>();
       at::parallel_for(0, in.h.size(0), kGrain, [&](int64_t b, int64_t e) {
-        backward_rows<scalar_t, D>(L, by_nbr, centre_of(in).data_ptr<int64_t>(), g.data_ptr<scalar_t>(), d.h.data(),
-                                   d.y.data(), d.w.data(), rh.data(), ry.data(), rw.data(), b, e);
+        backward_tangent_rows<scalar_t>(L, by_nbr, centre_of(in).data_ptr<int64_t>(), g.data_ptr<scalar_t>(),
+                                        tangents, gh.data_ptr<scalar_t>(), gy.data_ptr<scalar_t>(),
+                                        gw.data_ptr<scalar_t>(), b, e);
       });
-      copy_tangent(rh, gh);
-      copy_tangent(ry, gy);
-      copy_tangent(rw, gw);
     });
     return {to_mu(gh, L.from_mu_h), gy, gw};
   }

@@ -21,10 +21,15 @@
 //   backward  per neighbour node j (its edges): s[u, m3] = Σ_w W[u, w] g[w, m3], then
 //             ∂h[j] += Σ C Y s and ∂Y[e] += Σ C h s;  per atom pair (its ≤ 2 edges):
 //             ∂W[u, w] += Σ_m3 t[u, m3] g[w, m3]
-//   double backward: the same kernels on dual numbers (mlff/dual.h), exact.
-// Every output row is written (zeroed first, while in cache) by one task: no atomics,
-// results independent of the thread count.  CUDA tensors go to the GPU kernels of
-// cuda/src/tensor_product_uvw.cu (through cuda_glue.cpp) when the library has them.
+//   double backward: F is linear in each input, so the forward's directional derivative
+//             along the tangents (u_h, u_Y, u_W) is F(u_h, Y, W) + F(h, u_Y, W) + F(h, Y, u_W),
+//             and the backward's is, term by term, the backward at those three points:
+//             ∂h from the second and third, ∂Y from the first and third, ∂W from the first
+//             and second.  The plain kernels, accumulating, give both exactly.
+// Every output row is written by one task (zeroed first, while in cache, unless the
+// kernels accumulate): no atomics, results independent of the thread count.  CUDA
+// tensors go to the GPU kernels of cuda/src/tensor_product_uvw.cu (through cuda_glue.cpp)
+// when the library has them.
 #include "kernel_util.h"
 #include "mlff/ops.h"
 #include "table_cache.h"
@@ -115,12 +120,12 @@ std::shared_ptr<const Layout> make_layout(const TpInputs &in, const TpTables &a)
 }
 
 // t[u·d3 + m3] = Σ_n c_n · Y[m2_n] · x[u·d1 + m1_n]: the path's CG product, no weights
-template <typename S, typename T>
+template <typename T>
 void cg_product(const Path &p, const T *x, const T *ye, T *t)
 {
   std::fill(t, t + p.mul_in * p.dim_out, T(0));
   for (size_t n = 0; n < p.c.size(); ++n) {
-    const T cy = static_cast<S>(p.c[n]) * ye[p.off_y + p.m2[n]];
+    const T cy = static_cast<T>(p.c[n]) * ye[p.off_y + p.m2[n]];
     const T *xx = x + p.m1[n];
     T *tt = t + p.m3[n];
     for (int64_t u = 0; u < p.mul_in; ++u) tt[u * p.dim_out] += cy * xx[u * p.dim_h];
@@ -187,17 +192,18 @@ void tg_fixed(int64_t mul_in, int64_t d3, int64_t mul_out, const T *t, const G *
   }
 
 // ---------------------------------------------------------------------------- kernels
-template <typename S, typename T>
+// `accumulate`: add to the output rows instead of overwriting them (all kernels below)
+template <typename T>
 void forward_edges(const Layout &L, const int64_t *nbr, const int64_t *group, const T *h, const T *y, const T *w,
-                   T *out, int64_t begin, int64_t end)
+                   T *out, bool accumulate, int64_t begin, int64_t end)
 {
   std::vector<T> t(L.scratch), acc(L.scratch);
   for (int64_t e = begin; e < end; ++e) {
     const T *hj = h + nbr[e] * L.dim_h, *ye = y + e * L.dim_y, *wp = w + group[e] * L.n_w;
     T *oe = out + e * L.dim_out;
-    std::fill(oe, oe + L.dim_out, T(0));
+    if (!accumulate) std::fill(oe, oe + L.dim_out, T(0));
     for (const Path &p : L.paths) {
-      cg_product<S>(p, hj + p.off_h, ye, t.data());
+      cg_product(p, hj + p.off_h, ye, t.data());
       MLFF_UVW_DISPATCH(tw_fixed, p, t.data(), wp + p.off_w, acc.data());
       T *o = oe + p.off_out;
       for (int64_t m = 0; m < p.dim_out; ++m)
@@ -208,47 +214,46 @@ void forward_edges(const Layout &L, const int64_t *nbr, const int64_t *group, co
 
 // gt[m3·mul_out + w] = g[w·d3 + m3]: a path's output-block gradient with w innermost, so the
 // contractions over w below run over contiguous memory
-template <typename S>
-void transpose_block(const Path &p, const S *go, S *gt)
+template <typename T>
+void transpose_block(const Path &p, const T *go, T *gt)
 {
   for (int64_t v = 0; v < p.mul_out; ++v)
     for (int64_t m = 0; m < p.dim_out; ++m) gt[m * p.mul_out + v] = go[v * p.dim_out + m];
 }
 
-// ∂h (rows of neighbour nodes [begin, end)) and ∂Y (their edges) of <g, F>
-template <typename S, typename T>
-void backward_nodes(const Layout &L, const EdgeGroups &by_nbr, const int64_t *group, const S *g, const T *h,
-                    const T *y, const T *w, T *gh, T *gy, int64_t begin, int64_t end)
+// ∂h (rows of neighbour nodes [begin, end); GH) and ∂Y (their edges; GY) of <g, F>
+template <bool GH, bool GY, typename T>
+void backward_nodes(const Layout &L, const EdgeGroups &by_nbr, const int64_t *group, const T *g, const T *h,
+                    const T *y, const T *w, T *gh, T *gy, bool accumulate, int64_t begin, int64_t end)
 {
-  std::vector<T> s(L.scratch);
-  std::vector<S> gt(L.scratch);
+  std::vector<T> s(L.scratch), gt(L.scratch);
   for (int64_t j = begin; j < end; ++j) {
     const T *hj = h + j * L.dim_h;
-    T *ghj = gh + j * L.dim_h;
-    std::fill(ghj, ghj + L.dim_h, T(0));
+    T *ghj = GH ? gh + j * L.dim_h : nullptr;
+    if (GH && !accumulate) std::fill(ghj, ghj + L.dim_h, T(0));
     for (int64_t q = by_nbr.offset[j]; q < by_nbr.offset[j + 1]; ++q) {
       const int64_t e = by_nbr.order[q];
-      const S *ge = g + e * L.dim_out;
+      const T *ge = g + e * L.dim_out;
       const T *ye = y + e * L.dim_y, *wp = w + group[e] * L.n_w;
-      T *gye = gy + e * L.dim_y;
-      std::fill(gye, gye + L.dim_y, T(0));
+      T *gye = GY ? gy + e * L.dim_y : nullptr;
+      if (GY && !accumulate) std::fill(gye, gye + L.dim_y, T(0));
       for (const Path &p : L.paths) {
         // s[u, m3] = Σ_w W[u, w] g[w, m3]
         transpose_block(p, ge + p.off_out, gt.data());
         MLFF_UVW_DISPATCH(wg_fixed, p, wp + p.off_w, gt.data(), s.data());
         for (size_t n = 0; n < p.c.size(); ++n) {
-          const S c = static_cast<S>(p.c[n]);
+          const T c = static_cast<T>(p.c[n]);
+          const T *ss = s.data() + p.m3[n];
           const T cy = c * ye[p.off_y + p.m2[n]];
           const T *x = hj + p.off_h + p.m1[n];
-          T *gx = ghj + p.off_h + p.m1[n];
-          const T *ss = s.data() + p.m3[n];
+          T *gx = GH ? ghj + p.off_h + p.m1[n] : nullptr;
           T acc_y(0);
           for (int64_t u = 0; u < p.mul_in; ++u) {
             const T su = ss[u * p.dim_out];
-            gx[u * p.dim_h] += cy * su;
-            acc_y += x[u * p.dim_h] * su;
+            if constexpr (GH) gx[u * p.dim_h] += cy * su;
+            if constexpr (GY) acc_y += x[u * p.dim_h] * su;
           }
-          gye[p.off_y + p.m2[n]] += c * acc_y;
+          if constexpr (GY) gye[p.off_y + p.m2[n]] += c * acc_y;
         }
       }
     }
@@ -256,21 +261,20 @@ void backward_nodes(const Layout &L, const EdgeGroups &by_nbr, const int64_t *gr
 }
 
 // ∂W (rows of atom pairs [begin, end), from their edges) of <g, F>
-template <typename S, typename T>
-void backward_pairs(const Layout &L, const EdgeGroups &by_pair, const int64_t *nbr, const S *g, const T *h,
-                    const T *y, T *gw, int64_t begin, int64_t end)
+template <typename T>
+void backward_pairs(const Layout &L, const EdgeGroups &by_pair, const int64_t *nbr, const T *g, const T *h,
+                    const T *y, T *gw, bool accumulate, int64_t begin, int64_t end)
 {
-  std::vector<T> t(L.scratch);
-  std::vector<S> gt(L.scratch);
+  std::vector<T> t(L.scratch), gt(L.scratch);
   for (int64_t pr = begin; pr < end; ++pr) {
     T *gwp = gw + pr * L.n_w;
-    std::fill(gwp, gwp + L.n_w, T(0));
+    if (!accumulate) std::fill(gwp, gwp + L.n_w, T(0));
     for (int64_t q = by_pair.offset[pr]; q < by_pair.offset[pr + 1]; ++q) {
       const int64_t e = by_pair.order[q];
       const T *hj = h + nbr[e] * L.dim_h, *ye = y + e * L.dim_y;
-      const S *ge = g + e * L.dim_out;
+      const T *ge = g + e * L.dim_out;
       for (const Path &p : L.paths) {
-        cg_product<S>(p, hj + p.off_h, ye, t.data());
+        cg_product(p, hj + p.off_h, ye, t.data());
         transpose_block(p, ge + p.off_out, gt.data());
         MLFF_UVW_DISPATCH(tg_fixed, p, t.data(), gt.data(), gwp + p.off_w);
       }
@@ -306,33 +310,53 @@ const S *ptr(const at::Tensor &t)
   return t.data_ptr<S>();
 }
 
-// the kernels on value type T: S for plain runs, Dual<S> for directional derivatives
-template <typename S, typename T>
+// The kernels at one point (h, Y, W) of the inputs, on contiguous tensors of one dtype.
+// `accumulate` adds to the outputs (zeroed by the caller) instead of overwriting them.
+template <typename T>
 struct Run {
   const Layout &L;
   const TpInputs &in;
-  const T *h, *y, *w;
-  void forward(T *out) const
+  const at::Tensor &h, &y, &w;
+  bool accumulate = false;
+
+  void forward(at::Tensor &out) const
   {
     const int64_t *nbr = ptr<int64_t>(in.index0), *group = ptr<int64_t>(in.index1);
     at::parallel_for(0, in.y.size(0), kGrain, [&](int64_t b, int64_t e) {
-      forward_edges<S, T>(L, nbr, group, h, y, w, out, b, e);
+      forward_edges<T>(L, nbr, group, ptr<T>(h), ptr<T>(y), ptr<T>(w), out.data_ptr<T>(), accumulate, b, e);
     });
   }
-  void backward(const S *g, T *gh, T *gy, T *gw) const
+  // the gradients whose tensor is defined (each of gh, gy, gw may be left undefined)
+  void backward(const at::Tensor &g, at::Tensor &gh, at::Tensor &gy, at::Tensor &gw) const
   {
     const int64_t E = in.y.size(0);
     const int64_t *nbr = ptr<int64_t>(in.index0), *group = ptr<int64_t>(in.index1);
-    const EdgeGroups by_nbr = group_edges(nbr, E, in.h.size(0), kOp, "neighbour");
-    const EdgeGroups by_pair = group_edges(group, E, in.w.size(0), kOp, "weight row");
-    at::parallel_for(0, in.h.size(0), kGrain, [&](int64_t b, int64_t e) {
-      backward_nodes<S, T>(L, by_nbr, group, g, h, y, w, gh, gy, b, e);
-    });
-    at::parallel_for(0, in.w.size(0), kGrain, [&](int64_t b, int64_t e) {
-      backward_pairs<S, T>(L, by_pair, nbr, g, h, y, gw, b, e);
-    });
+    if (gh.defined() || gy.defined()) {
+      const EdgeGroups by_nbr = group_edges(nbr, E, in.h.size(0), kOp, "neighbour");
+      at::parallel_for(0, in.h.size(0), kGrain, [&](int64_t b, int64_t e) {
+        const auto nodes = [&](auto kernel) {
+          kernel(L, by_nbr, group, ptr<T>(g), ptr<T>(h), ptr<T>(y), ptr<T>(w), gh.defined() ? gh.data_ptr<T>() : nullptr,
+                 gy.defined() ? gy.data_ptr<T>() : nullptr, accumulate, b, e);
+        };
+        if (gh.defined() && gy.defined()) nodes(backward_nodes<true, true, T>);
+        else if (gh.defined()) nodes(backward_nodes<true, false, T>);
+        else nodes(backward_nodes<false, true, T>);
+      });
+    }
+    if (gw.defined()) {
+      const EdgeGroups by_pair = group_edges(group, E, in.w.size(0), kOp, "weight row");
+      at::parallel_for(0, in.w.size(0), kGrain, [&](int64_t b, int64_t e) {
+        backward_pairs<T>(L, by_pair, nbr, ptr<T>(g), ptr<T>(h), ptr<T>(y), gw.data_ptr<T>(), accumulate, b, e);
+      });
+    }
   }
 };
+
+// a tangent as a contiguous tensor of the inputs' dtype; undefined stays undefined (zero)
+at::Tensor tangent(const at::Tensor &u, const at::Tensor &x)
+{
+  return u.defined() ? u.to(x.scalar_type()).contiguous() : u;
+}
 
 struct TpUvwKernels {
   static constexpr const char *name = kOp;
@@ -341,11 +365,9 @@ struct TpUvwKernels {
   {
     if (in.h.is_cuda()) return uvw_cuda(in, a, {}, {}, {}, {}, false)[0];
     const auto cached = make_layout(in, a);
-    const Layout &L = *cached;
-    auto out = at::empty({in.y.size(0), L.dim_out}, in.h.options());
+    auto out = at::empty({in.y.size(0), cached->dim_out}, in.h.options());
     AT_DISPATCH_FLOATING_TYPES(in.h.scalar_type(), "mlff_tp_uvw_forward", [&] {
-      Run<scalar_t, scalar_t>{L, in, ptr<scalar_t>(in.h), ptr<scalar_t>(in.y), ptr<scalar_t>(in.w)}.forward(
-          out.data_ptr<scalar_t>());
+      Run<scalar_t>{*cached, in, in.h, in.y, in.w}.forward(out);
     });
     return out;
   }
@@ -360,48 +382,44 @@ struct TpUvwKernels {
                 in.y.size(0), ", ", L.dim_out, "], got ", g.sizes());
     auto gh = at::empty_like(in.h), gy = at::empty_like(in.y), gw = at::empty_like(in.w);
     AT_DISPATCH_FLOATING_TYPES(in.h.scalar_type(), "mlff_tp_uvw_backward", [&] {
-      Run<scalar_t, scalar_t>{L, in, ptr<scalar_t>(in.h), ptr<scalar_t>(in.y), ptr<scalar_t>(in.w)}.backward(
-          g.data_ptr<scalar_t>(), gh.data_ptr<scalar_t>(), gy.data_ptr<scalar_t>(), gw.data_ptr<scalar_t>());
+      Run<scalar_t>{L, in, in.h, in.y, in.w}.backward(g, gh, gy, gw);
     });
     return {gh, gy, gw};
   }
 
-  // d/dε F(h + ε u_h, Y + ε u_y, W + ε u_w)
+  // d/dε F(h + ε u_h, Y + ε u_y, W + ε u_w) = F(u_h, Y, W) + F(h, u_Y, W) + F(h, Y, u_W)
   static at::Tensor jvp(const at::Tensor &uh, const at::Tensor &uy, const at::Tensor &uw, const TpInputs &in,
                         const TpTables &a)
   {
     if (in.h.is_cuda()) return uvw_cuda(in, a, uh, uy, uw, {}, true)[0];
     const auto cached = make_layout(in, a);
-    const Layout &L = *cached;
-    auto out = at::empty({in.y.size(0), L.dim_out}, in.h.options());
+    const at::Tensor th = tangent(uh, in.h), ty = tangent(uy, in.y), tw = tangent(uw, in.w);
+    auto out = at::zeros({in.y.size(0), cached->dim_out}, in.h.options());
     AT_DISPATCH_FLOATING_TYPES(in.h.scalar_type(), "mlff_tp_uvw_jvp", [&] {
-      using D = Dual<scalar_t>;
-      const auto d = make_dual_inputs<scalar_t>(in.h, in.y, in.w, uh, uy, uw);
-      std::vector<D> res(out.numel());
-      Run<scalar_t, D>{L, in, d.h.data(), d.y.data(), d.w.data()}.forward(res.data());
-      copy_tangent(res, out);
+      using R = Run<scalar_t>;
+      if (th.defined()) R{*cached, in, th, in.y, in.w, true}.forward(out);
+      if (ty.defined()) R{*cached, in, in.h, ty, in.w, true}.forward(out);
+      if (tw.defined()) R{*cached, in, in.h, in.y, tw, true}.forward(out);
     });
     return out;
   }
 
-  // d/dε of the backward at (h + ε u_h, Y + ε u_y, W + ε u_w), g fixed
+  // d/dε of the backward at (h + ε u_h, Y + ε u_y, W + ε u_w), g fixed: ∂h is bilinear in
+  // (Y, W), ∂Y in (h, W) and ∂W in (h, Y), so each is a sum of two backward terms
   static std::vector<at::Tensor> hvp(const at::Tensor &grad, const at::Tensor &uh, const at::Tensor &uy,
                                      const at::Tensor &uw, const TpInputs &in, const TpTables &a)
   {
     if (in.h.is_cuda()) return uvw_cuda(in, a, uh, uy, uw, grad, true);
     const auto cached = make_layout(in, a);
-    const Layout &L = *cached;
     auto g = grad.to(in.h.scalar_type()).contiguous();
-    auto gh = at::empty_like(in.h), gy = at::empty_like(in.y), gw = at::empty_like(in.w);
+    const at::Tensor th = tangent(uh, in.h), ty = tangent(uy, in.y), tw = tangent(uw, in.w);
+    auto gh = at::zeros_like(in.h), gy = at::zeros_like(in.y), gw = at::zeros_like(in.w);
+    at::Tensor none;
     AT_DISPATCH_FLOATING_TYPES(in.h.scalar_type(), "mlff_tp_uvw_hvp", [&] {
-      using D = Dual<scalar_t>;
-      const auto d = make_dual_inputs<scalar_t>(in.h, in.y, in.w, uh, uy, uw);
-      std::vector<D> rh(in.h.numel()), ry(in.y.numel()), rw(in.w.numel());
-      Run<scalar_t, D>{L, in, d.h.data(), d.y.data(), d.w.data()}.backward(g.data_ptr<scalar_t>(), rh.data(), ry.data(),
-                                                                     rw.data());
-      copy_tangent(rh, gh);
-      copy_tangent(ry, gy);
-      copy_tangent(rw, gw);
+      using R = Run<scalar_t>;
+      if (th.defined()) R{*cached, in, th, in.y, in.w, true}.backward(g, none, gy, gw);
+      if (ty.defined()) R{*cached, in, in.h, ty, in.w, true}.backward(g, gh, none, gw);
+      if (tw.defined()) R{*cached, in, in.h, in.y, tw, true}.backward(g, gh, gy, none);
     });
     return {gh, gy, gw};
   }
