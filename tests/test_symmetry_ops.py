@@ -72,6 +72,28 @@ def test_kernel_matches_reference_values_and_gradients(case, dtype):
     torch.testing.assert_close(grads[0], grads[1], **TOL[dtype])
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("case", list(CASES))
+def test_kernel_matches_reference_jacobian_vector_product(case, dtype):
+    """J u, the double backward of force training (d/dw of <Jᵀw, u>), on every case:
+    G2, G4 and G5, non-integer ζ, three species, a triclinic cell."""
+    make, n_species, cutoff = CASES[case]
+    g = make()
+    kernel, reference = descriptor_pair(n_species, 4.0, *mixed_set(4.0), cutoff, dtype)
+    vec = g.edge_vec().to(dtype)
+    gen = torch.Generator().manual_seed(2)
+    u = torch.randn(vec.shape, dtype=dtype, generator=gen)
+    n_features = reference(g.species, g.edge_index, vec).shape[1]
+    jvps = []
+    for module in (kernel, reference):
+        v = vec.clone().requires_grad_(True)
+        w = torch.zeros(g.species.shape[0], n_features, dtype=dtype, requires_grad=True)
+        (grad_v,) = torch.autograd.grad((module(g.species, g.edge_index, v) * w).sum(), v, create_graph=True)
+        jvps.append(torch.autograd.grad((grad_v * u).sum(), w)[0])
+    assert jvps[1].abs().max() > 0.1
+    torch.testing.assert_close(jvps[0], jvps[1], **TOL[dtype])
+
+
 def test_gradcheck_and_gradgradcheck():
     g = toluene_graph(["H", "C"])
     keep = torch.arange(0, g.edge_index.shape[1], 3)  # a third of the edges keeps gradcheck quick

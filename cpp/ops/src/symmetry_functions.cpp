@@ -15,10 +15,10 @@
 //   backward  Jᵀg   = Σ g·∂G/∂v            [E, 3]   forces
 //   jvp       J u                          [N, F]   double backward, w.r.t. g (force training)
 //   hvp       H_g u = ∂(Jᵀg)/∂v · u        [E, 3]   double backward, w.r.t. v
-// forward and backward are written here as scalar templates over the value type; on
-// float/double they run in their vectorised form (symmetry_functions_kernel.cpp, one build
-// per instruction set, picked at run time), and jvp and hvp are these templates run on dual
-// numbers (mlff/dual.h) with the tangent u.  Work is split over centre atoms
+// forward, backward and jvp run vectorised on float/double (symmetry_functions_kernel.cpp,
+// one build per instruction set, picked at run time).  hvp is the backward written here
+// as a scalar template over the value type, run on dual numbers (mlff/dual.h) with the
+// tangent u.  Work is split over centre atoms
 // (at::parallel_for); each atom writes only its own output row and its own edges, so
 // there are no races and the result does not depend on the thread count.
 //
@@ -172,8 +172,9 @@ SfTables tables(const Spec &s)
 }
 
 // forward (grad undefined) or backward by the vectorised build cpu_level() picks
+// forward (grad and tangent undefined), J u (tangent) or Jᵀg (grad) into the zeroed `out`
 void run_vectorised(const Spec &s, const Csr &g, const at::Tensor &vec, const at::Tensor &species,
-                    const at::Tensor &grad, at::Tensor &out)
+                    const at::Tensor &grad, at::Tensor &out, const at::Tensor &tangent = {})
 {
   SfProblem p;
   p.t = tables(s);
@@ -184,6 +185,7 @@ void run_vectorised(const Spec &s, const Csr &g, const at::Tensor &vec, const at
   p.is_double = vec.scalar_type() == at::kDouble;
   p.vec = vec.data_ptr();
   p.grad = grad.defined() ? grad.data_ptr() : nullptr;
+  p.tangent = tangent.defined() ? tangent.data_ptr() : nullptr;
   p.out = out.data_ptr();
   run_per_isa(p, symmetry_functions_cpu_avx512, symmetry_functions_cpu_avx2, symmetry_functions_cpu_default);
 }
@@ -336,44 +338,6 @@ struct Triplet {
     return true;
   }
 };
-
-// ---------------------------------------------------------------------------- forward
-template <typename S, typename T>
-void forward_rows(const Spec &s, const Csr &g, const T *vec, const int64_t *sp, T *out, int64_t begin, int64_t end)
-{
-  using std::exp;
-  Neighbours<S, T> nb;
-  Triplet<S, T> tr;
-  for (int64_t i = begin; i < end; ++i) {
-    nb.gather(s, g, i, vec, sp);
-    T *row = out + i * s.F;
-    const size_t M = nb.edge.size();
-    for (size_t m = 0; m < M; ++m) {
-      T *block = row + nb.species[m] * s.R;
-      for (int64_t p = 0; p < s.R; ++p) {
-        const T d = nb.r[m] - static_cast<S>(s.rad_rs[p]);
-        block[p] += exp(-static_cast<S>(s.rad_eta[p]) * (d * d)) * nb.fc[m];
-      }
-    }
-    if (s.A == 0) continue;
-    T *ang = row + s.n_species * s.R;
-    for (size_t a = 0; a < M; ++a) {
-      for (size_t b = a + 1; b < M; ++b) {
-        if (!tr.set(s, nb, a, b)) continue;
-        const T f5 = nb.fc[a] * nb.fc[b];
-        const T f4 = f5 * tr.fab;
-        T *block = ang + pair_channel(nb.species[a], nb.species[b], s.n_species) * s.A;
-        for (int64_t p = 0; p < s.A; ++p) {
-          if (s.kind[p] == 4) {
-            if (tr.close) block[p] += tr.angle[s.lz_of[p]] * tr.g4[s.eta_of[p]] * f4;
-          } else {
-            block[p] += tr.angle[s.lz_of[p]] * tr.g5[s.eta_of[p]] * f5;
-          }
-        }
-      }
-    }
-  }
-}
 
 // ---------------------------------------------------------------------------- backward
 // grad_vec[e] = Σ_p g[i, p] ∂G[i, p]/∂v_e for the centre i of edge e.
@@ -535,23 +499,15 @@ at::Tensor sf_backward(const at::Tensor &grad, const Inputs &in, const Args &arg
   return out;
 }
 
-// J u: the tangent part of the forward kernel run on v + ε u
+// J u: the directional derivative of G along the edge-vector tangents u
 at::Tensor sf_jvp(const at::Tensor &tangent, const Inputs &in, const Args &args)
 {
   if (in.vec.is_cuda()) return sf_cuda(in, args, tangent.defined() ? tangent : at::zeros_like(in.vec), {});
   const Spec s = args.spec();
+  auto out = at::zeros({s.n_atoms, s.F}, in.vec.options());
+  if (!tangent.defined()) return out;
   const Csr g = group_by_centre(in.centre, in.species, s);
-  auto u = tangent.to(in.vec.scalar_type()).contiguous();
-  auto out = at::empty({s.n_atoms, s.F}, in.vec.options());
-  AT_DISPATCH_FLOATING_TYPES(in.vec.scalar_type(), "mlff_sf_jvp", [&] {
-    using D = Dual<scalar_t>;
-    const auto v = make_dual<scalar_t>(in.vec, u);
-    std::vector<D> res(s.n_atoms * s.F);
-    at::parallel_for(0, s.n_atoms, kGrain, [&](int64_t b, int64_t e) {
-      forward_rows<scalar_t, D>(s, g, v.data(), in.species.data_ptr<int64_t>(), res.data(), b, e);
-    });
-    copy_tangent(res, out);
-  });
+  run_vectorised(s, g, in.vec, in.species, at::Tensor(), out, tangent.to(in.vec.scalar_type()).contiguous());
   return out;
 }
 

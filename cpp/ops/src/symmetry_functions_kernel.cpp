@@ -1,7 +1,9 @@
 // Atom-centred symmetry functions G2/G4/G5 on the CPU, vectorised across neighbours and
-// triplets: the forward G and the backward Jᵀg (forces) on plain float/double.  The math,
-// element channels and feature layout are symmetry_functions.cpp's (whose header cites
-// the papers); the scalar templates there stay for the dual-number second derivatives.
+// triplets: the forward G, its directional derivative J u along edge-vector tangents u
+// (the double backward of force training) and the backward Jᵀg (forces), on plain
+// float/double.  The math, element channels and feature layout are symmetry_functions.cpp's
+// (whose header cites the papers); the scalar templates there stay for the other
+// second-order product, H_g u, run on dual numbers.
 //
 // Per centre atom i:
 //   * its edges inside r_c are gathered into padded structure-of-arrays buffers, sorted
@@ -127,6 +129,7 @@ struct Centre {
   std::unique_ptr<S[]> buf;
   std::unique_ptr<int64_t[]> ibuf;
   S *x, *y, *z, *r, *fc, *dfc, *gauss, *gx, *gy, *gz;    // gauss[k·cap + m] = exp(−η_k r_m²)
+  S *ux, *uy, *uz, *vu;    // J u: the edges' tangents and v·u (0 on the padding)
   int64_t *edge, *segment;    // segment[s] .. segment[s+1]: the neighbours of species s
 
   // buffers for the centres begin..end-1
@@ -137,10 +140,10 @@ struct Centre {
     for (int64_t i = begin; i < end; ++i) max_degree = std::max(max_degree, p.offset[i + 1] - p.offset[i]);
     n_eta = t.n_eta;
     cap = (max_degree + W - 1) / W * W + W;
-    buf.reset(new S[cap * (9 + n_eta)]);
+    buf.reset(new S[cap * (13 + n_eta)]);
     ibuf.reset(new int64_t[cap + t.n_species + 1]);
     S *next = buf.get();
-    for (S **a : {&x, &y, &z, &r, &fc, &dfc, &gx, &gy, &gz}) {
+    for (S **a : {&x, &y, &z, &r, &fc, &dfc, &gx, &gy, &gz, &ux, &uy, &uz, &vu}) {
       *a = next;
       next += cap;
     }
@@ -195,6 +198,20 @@ struct Centre {
       gaussians_vec<S>(t, rm * rm, gk);
       for (int64_t k = 0; k < n_eta; ++k) gk[k].store(gauss + k * cap + m);
     }
+  }
+
+  // the tangents u of the gathered edges (after gather), and v·u
+  void gather_tangent(const S *u)
+  {
+    const int64_t padded = (M + W - 1) / W * W + W;
+    for (int64_t m = 0; m < M; ++m) {
+      const S *ue = u + 3 * edge[m];
+      ux[m] = ue[0];
+      uy[m] = ue[1];
+      uz[m] = ue[2];
+      vu[m] = x[m] * ue[0] + y[m] * ue[1] + z[m] * ue[2];
+    }
+    for (int64_t m = M; m < padded; ++m) ux[m] = uy[m] = uz[m] = vu[m] = S(0);
   }
 };
 
@@ -326,6 +343,86 @@ void forward_rows(const SfProblem &p, int64_t begin, int64_t end)
   }
 }
 
+// ---------------------------------------------------------------------------- J u
+// d/dε G(v + ε u).  With r' = v·u / r for every edge, per term:
+//   G2:  exp(−η (r − r_s)²) (f_c'(r) − 2η (r − r_s) f_c(r)) · r'
+//   G4/G5 = A(c) · exp(−η s) · F:  A'(c) c' · e F + A · e · (−η s' F + F'), with
+//     s = r_a² + r_b² (+ r_ab² for G4), F = f_a f_b (· f_ab for G4),
+//     c' = (u_a·v_b + v_a·u_b) / (r_a r_b) − c (r_a'/r_a + r_b'/r_b).
+template <typename S>
+void jvp_rows(const SfProblem &p, int64_t begin, int64_t end)
+{
+  using Vec = Vectorized<S>;
+  constexpr int W = Vec::size();
+  const SfTables &t = p.t;
+  const S *vec = static_cast<const S *>(p.vec), *tangent = static_cast<const S *>(p.tangent);
+  S *out = static_cast<S *>(p.out);
+  const int64_t n_pairs = t.n_species * (t.n_species + 1) / 2;
+  Centre<S> C(p, begin, end);
+  TripletScratch<S> ts(t);
+  std::unique_ptr<Vec[]> acc(new Vec[std::max<int64_t>(1, n_pairs * t.A)]);
+  const Vec two(S(2));
+  for (int64_t i = begin; i < end; ++i) {
+    C.gather(p, vec, i);
+    C.gather_tangent(tangent);
+    S *row = out + i * t.F;
+    for (int64_t s = 0; s < t.n_species; ++s) {
+      const int64_t m0 = C.segment[s], m1 = C.segment[s + 1];
+      if (m0 == m1) continue;
+      for (int64_t q = 0; q < t.R; ++q) {
+        const S eta = static_cast<S>(t.rad_eta[q]);
+        const Vec rs(static_cast<S>(t.rad_rs[q]));
+        Vec sum(S(0));
+        for (int64_t m = m0; m < m1; m += W) {
+          const int64_t cnt = std::min<int64_t>(W, m1 - m);
+          const Vec rm = Vec::loadu(C.r + m), d = rm - rs;
+          const Vec f = Vec::loadu(C.fc + m, cnt), df = Vec::loadu(C.dfc + m, cnt);
+          sum = sum + (Vec(-eta) * d * d).exp() * (df - Vec(S(2) * eta) * d * f) * (Vec::loadu(C.vu + m) / rm);
+        }
+        row[s * t.R + q] += hsum(sum);
+      }
+    }
+    if (t.A == 0) continue;
+    std::fill(acc.get(), acc.get() + n_pairs * t.A, Vec(S(0)));
+    for (int64_t sa = 0; sa < t.n_species; ++sa) {
+      for (int64_t a = C.segment[sa]; a < C.segment[sa + 1]; ++a) {
+        const S ra = C.r[a];
+        const Vec fa(C.fc[a]), vax(C.x[a]), vay(C.y[a]), vaz(C.z[a]), uax(C.ux[a]), uay(C.uy[a]), uaz(C.uz[a]);
+        const Vec dra(C.vu[a] / ra), dfa(C.dfc[a] * (C.vu[a] / ra)), dsa(S(2) * C.vu[a]);
+        for (int64_t sb = sa; sb < t.n_species; ++sb) {
+          const int64_t b0 = std::max(C.segment[sb], a + 1), b1 = C.segment[sb + 1];
+          Vec *block = acc.get() + pair_channel(sa, sb, t.n_species) * t.A;
+          for (int64_t b = b0; b < b1; b += W) {
+            TripletChunk<S> tc;
+            if (!tc.set(t, C, a, b, std::min<int64_t>(W, b1 - b), true, ts)) continue;
+            const Vec ubx = Vec::loadu(C.ux + b), uby = Vec::loadu(C.uy + b), ubz = Vec::loadu(C.uz + b);
+            const Vec vub = Vec::loadu(C.vu + b), drb = vub / tc.rb;
+            // v_ab · u_ab, u_ab = u_b − u_a
+            const Vec vuab = tc.vabx * (ubx - uax) + tc.vaby * (uby - uay) + tc.vabz * (ubz - uaz);
+            const Vec dc = (uax * tc.vbx + uay * tc.vby + uaz * tc.vbz + vax * ubx + vay * uby + vaz * ubz) /
+                               (Vec(ra) * tc.rb) -
+                           tc.c * (dra / Vec(ra) + drb / tc.rb);
+            const Vec f5 = fa * tc.fb, f4 = f5 * tc.fab;
+            const Vec df5 = dfa * tc.fb + fa * tc.dfb * drb;
+            const Vec df4 = df5 * tc.fab + f5 * tc.dfab * (vuab / tc.rab);    // dfab = 0 where r_ab ≥ r_c
+            const Vec ds5 = dsa + two * vub, ds4 = ds5 + two * vuab;
+            const Vec c4 = dc * f4, c5 = dc * f5, s4 = ds4 * f4, s5 = ds5 * f5;
+            for (int64_t q = 0; q < t.A; ++q) {
+              const Vec &ang = ts.angle[t.lz_of[q]], &dang = ts.dangle[t.lz_of[q]];
+              const int64_t k = t.eta_of[q];
+              const Vec mEta(static_cast<S>(-t.eta[k]));
+              block[q] = t.kind[q] == 4 ? block[q] + ts.g4[k] * (dang * c4 + ang * (mEta * s4 + df4))
+                                        : block[q] + ts.g5[k] * (dang * c5 + ang * (mEta * s5 + df5));
+            }
+          }
+        }
+      }
+    }
+    S *ang_row = row + t.n_species * t.R;
+    for (int64_t q = 0; q < n_pairs * t.A; ++q) ang_row[q] += hsum(acc[q]);
+  }
+}
+
 // ---------------------------------------------------------------------------- backward
 // ∂L/∂v_e = Σ_p g[i, p] ∂G[i, p]/∂v_e for the centre i of edge e.
 template <typename S>
@@ -443,6 +540,8 @@ void run(const SfProblem &p)
   at::parallel_for(0, p.n_atoms, kGrain, [&](int64_t b, int64_t e) {
     if (p.grad)
       backward_rows<S>(p, b, e);
+    else if (p.tangent)
+      jvp_rows<S>(p, b, e);
     else
       forward_rows<S>(p, b, e);
   });

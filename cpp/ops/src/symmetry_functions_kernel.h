@@ -1,5 +1,5 @@
-// The vectorised CPU kernels of torch.ops.mlff.symmetry_functions (forward G and
-// backward Jᵀg on plain floats), one build per instruction set
+// The vectorised CPU kernels of torch.ops.mlff.symmetry_functions (forward G, its
+// directional derivative J u, and backward Jᵀg, on plain floats), one build per instruction set
 // (symmetry_functions_kernel.cpp); plain pointers, so the kernel files need no ATen
 // tensors.  The parameter tables are those of symmetry_functions.cpp's Spec.
 #ifndef MLFF_SYMMETRY_FUNCTIONS_KERNEL_H
@@ -29,8 +29,10 @@ struct SfProblem {
   const int64_t *nbr_species = nullptr;                 // [E]
   bool is_double = false;
   const void *vec = nullptr;     // [E, 3] edge vectors (Å)
-  const void *grad = nullptr;    // backward: [n_atoms, F] ∂L/∂G; forward: nullptr
-  void *out = nullptr;           // forward: [n_atoms, F] G; backward: [E, 3] ∂L/∂v (both zero-filled)
+  const void *grad = nullptr;       // backward: [n_atoms, F] ∂L/∂G; forward: nullptr
+  const void *tangent = nullptr;    // Jacobian-vector product: [E, 3] u (then grad is nullptr)
+  void *out = nullptr;              // forward: [n_atoms, F] G, or J u with a tangent;
+                                    // backward: [E, 3] ∂L/∂v (all zero-filled)
 };
 
 void symmetry_functions_cpu_avx512(const SfProblem &p);
