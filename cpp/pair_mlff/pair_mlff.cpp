@@ -1050,9 +1050,10 @@ void PairMLFF::finish()
    Staging: halo_buf_ holds nlocal + nghost rows in LAMMPS atom order, each the
    `width` feature values in the model's dtype, padded to whole doubles.
    Forward: local rows <- the nodes' rows; forward_comm fills every ghost row
-   from its owner (relayed ghosts included); ghost nodes read their rows back.  Reverse (the adjoint): local and ghost-node rows <- gradient rows,
-   other ghost rows 0; reverse_comm adds every ghost row onto its owner's row;
-   the result is the local rows, ghost-node rows 0.
+   from its owner (relayed ghosts included); ghost nodes read their rows back.
+   Reverse (the adjoint): local and ghost-node rows <- gradient rows, other
+   ghost rows 0; reverse_comm adds every ghost row onto its owner's row; the
+   result is the local rows, ghost-node rows 0.
 ------------------------------------------------------------------------- */
 
 int64_t MLFFHaloExchanger::width_of(const at::Tensor &x, const char *what) const

@@ -171,8 +171,8 @@ SfTables tables(const Spec &s)
   return t;
 }
 
-// forward (grad undefined) or backward by the vectorised build cpu_level() picks
-// forward (grad and tangent undefined), J u (tangent) or Jᵀg (grad) into the zeroed `out`
+// forward (grad and tangent undefined), J u (tangent) or Jᵀg (grad) into the zeroed `out`,
+// by the vectorised build cpu_level() picks
 void run_vectorised(const Spec &s, const Csr &g, const at::Tensor &vec, const at::Tensor &species,
                     const at::Tensor &grad, at::Tensor &out, const at::Tensor &tangent = {})
 {

@@ -125,7 +125,7 @@ inline int64_t pair_channel(int64_t a, int64_t b, int64_t n_species)
 template <typename S>
 struct Centre {
   static constexpr int W = Vectorized<S>::size();
-  int64_t cap = 0, M = 0, n_eta = 0;
+  int64_t cap = 0, M = 0, padded = 0, n_eta = 0;    // M edges, padded to whole vectors plus one
   std::unique_ptr<S[]> buf;
   std::unique_ptr<int64_t[]> ibuf;
   S *x, *y, *z, *r, *fc, *dfc, *gauss, *gx, *gy, *gz;    // gauss[k·cap + m] = exp(−η_k r_m²)
@@ -177,7 +177,7 @@ struct Centre {
     }
     segment[t.n_species] = M;
     // padding: far-away distinct points, f_c = f_c' = 0
-    const int64_t padded = (M + W - 1) / W * W + W;
+    padded = (M + W - 1) / W * W + W;
     for (int64_t m = M; m < padded; ++m) {
       const S d = static_cast<S>(1000 * (m - M + 1));
       x[m] = d;
@@ -203,7 +203,6 @@ struct Centre {
   // the tangents u of the gathered edges (after gather), and v·u
   void gather_tangent(const S *u)
   {
-    const int64_t padded = (M + W - 1) / W * W + W;
     for (int64_t m = 0; m < M; ++m) {
       const S *ue = u + 3 * edge[m];
       ux[m] = ue[0];
@@ -388,7 +387,8 @@ void jvp_rows(const SfProblem &p, int64_t begin, int64_t end)
       for (int64_t a = C.segment[sa]; a < C.segment[sa + 1]; ++a) {
         const S ra = C.r[a];
         const Vec fa(C.fc[a]), vax(C.x[a]), vay(C.y[a]), vaz(C.z[a]), uax(C.ux[a]), uay(C.uy[a]), uaz(C.uz[a]);
-        const Vec dra(C.vu[a] / ra), dfa(C.dfc[a] * (C.vu[a] / ra)), dsa(S(2) * C.vu[a]);
+        const S dra_s = C.vu[a] / ra;    // r_a'
+        const Vec dra(dra_s), dfa(C.dfc[a] * dra_s), dsa(S(2) * C.vu[a]);
         for (int64_t sb = sa; sb < t.n_species; ++sb) {
           const int64_t b0 = std::max(C.segment[sb], a + 1), b1 = C.segment[sb + 1];
           Vec *block = acc.get() + pair_channel(sa, sb, t.n_species) * t.A;

@@ -343,9 +343,10 @@ struct TangentInputs {
         w(in.w), uw(tangent(uw_, in.w))
   {
   }
+  // the single-pass kernels read every tangent: an undefined one becomes zeros
   static at::Tensor tangent(const at::Tensor &u, const at::Tensor &x)
   {
-    return u.defined() ? u.to(x.scalar_type()).contiguous() : at::zeros_like(x);
+    return u.defined() ? tangent_like(u, x) : at::zeros_like(x);
   }
   template <typename T>
   Tangents<T> pointers() const
@@ -368,8 +369,8 @@ struct TpConvKernels {
     AT_DISPATCH_FLOATING_TYPES(in.h.scalar_type(), "mlff_tp_forward", [&] {
       at::parallel_for(0, a.size, kGrain, [&](int64_t b, int64_t e) {
         forward_rows<scalar_t>(L, by_centre, nbr_of(in).data_ptr<int64_t>(), h.data_ptr<scalar_t>(),
-                                         in.y.data_ptr<scalar_t>(), in.w.data_ptr<scalar_t>(),
-                                         out.data_ptr<scalar_t>(), b, e);
+                               in.y.data_ptr<scalar_t>(), in.w.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), b,
+                               e);
       });
     });
     return to_mu(out, L.from_mu_out);
@@ -388,9 +389,8 @@ struct TpConvKernels {
     AT_DISPATCH_FLOATING_TYPES(in.h.scalar_type(), "mlff_tp_backward", [&] {
       at::parallel_for(0, in.h.size(0), kGrain, [&](int64_t b, int64_t e) {
         backward_rows<scalar_t>(L, by_nbr, centre_of(in).data_ptr<int64_t>(), g.data_ptr<scalar_t>(),
-                                          h.data_ptr<scalar_t>(), in.y.data_ptr<scalar_t>(),
-                                          in.w.data_ptr<scalar_t>(), gh.data_ptr<scalar_t>(),
-                                          gy.data_ptr<scalar_t>(), gw.data_ptr<scalar_t>(), b, e);
+                                h.data_ptr<scalar_t>(), in.y.data_ptr<scalar_t>(), in.w.data_ptr<scalar_t>(),
+                                gh.data_ptr<scalar_t>(), gy.data_ptr<scalar_t>(), gw.data_ptr<scalar_t>(), b, e);
       });
     });
     return {to_mu(gh, L.from_mu_h), gy, gw};

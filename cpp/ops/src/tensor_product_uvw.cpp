@@ -335,8 +335,9 @@ struct Run {
       const EdgeGroups by_nbr = group_edges(nbr, E, in.h.size(0), kOp, "neighbour");
       at::parallel_for(0, in.h.size(0), kGrain, [&](int64_t b, int64_t e) {
         const auto nodes = [&](auto kernel) {
-          kernel(L, by_nbr, group, ptr<T>(g), ptr<T>(h), ptr<T>(y), ptr<T>(w), gh.defined() ? gh.data_ptr<T>() : nullptr,
-                 gy.defined() ? gy.data_ptr<T>() : nullptr, accumulate, b, e);
+          kernel(L, by_nbr, group, ptr<T>(g), ptr<T>(h), ptr<T>(y), ptr<T>(w),
+                 gh.defined() ? gh.data_ptr<T>() : nullptr, gy.defined() ? gy.data_ptr<T>() : nullptr, accumulate, b,
+                 e);
         };
         if (gh.defined() && gy.defined()) nodes(backward_nodes<true, true, T>);
         else if (gh.defined()) nodes(backward_nodes<true, false, T>);
@@ -351,12 +352,6 @@ struct Run {
     }
   }
 };
-
-// a tangent as a contiguous tensor of the inputs' dtype; undefined stays undefined (zero)
-at::Tensor tangent(const at::Tensor &u, const at::Tensor &x)
-{
-  return u.defined() ? u.to(x.scalar_type()).contiguous() : u;
-}
 
 struct TpUvwKernels {
   static constexpr const char *name = kOp;
@@ -393,7 +388,7 @@ struct TpUvwKernels {
   {
     if (in.h.is_cuda()) return uvw_cuda(in, a, uh, uy, uw, {}, true)[0];
     const auto cached = make_layout(in, a);
-    const at::Tensor th = tangent(uh, in.h), ty = tangent(uy, in.y), tw = tangent(uw, in.w);
+    const at::Tensor th = tangent_like(uh, in.h), ty = tangent_like(uy, in.y), tw = tangent_like(uw, in.w);
     auto out = at::zeros({in.y.size(0), cached->dim_out}, in.h.options());
     AT_DISPATCH_FLOATING_TYPES(in.h.scalar_type(), "mlff_tp_uvw_jvp", [&] {
       using R = Run<scalar_t>;
@@ -412,7 +407,7 @@ struct TpUvwKernels {
     if (in.h.is_cuda()) return uvw_cuda(in, a, uh, uy, uw, grad, true);
     const auto cached = make_layout(in, a);
     auto g = grad.to(in.h.scalar_type()).contiguous();
-    const at::Tensor th = tangent(uh, in.h), ty = tangent(uy, in.y), tw = tangent(uw, in.w);
+    const at::Tensor th = tangent_like(uh, in.h), ty = tangent_like(uy, in.y), tw = tangent_like(uw, in.w);
     auto gh = at::zeros_like(in.h), gy = at::zeros_like(in.y), gw = at::zeros_like(in.w);
     at::Tensor none;
     AT_DISPATCH_FLOATING_TYPES(in.h.scalar_type(), "mlff_tp_uvw_hvp", [&] {

@@ -37,6 +37,13 @@ struct TpTables {
   int64_t size;
 };
 
+// A tangent of the double backward as a contiguous tensor of x's dtype; an undefined
+// tangent (a zero one: its input needs no gradient) stays undefined.
+inline at::Tensor tangent_like(const at::Tensor &u, const at::Tensor &x)
+{
+  return u.defined() ? u.to(x.scalar_type()).contiguous() : u;
+}
+
 namespace trilinear_detail {
 
 using torch::autograd::AutogradContext;
