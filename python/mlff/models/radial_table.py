@@ -3,8 +3,8 @@
 A radial network ``y(r)`` (SchNet's filter-generating network, the radial MLPs of the
 e3nn models) depends on the pair distance alone, yet a force call evaluates it for every
 atom pair: two dense layers and their transcendental activations per pair are half of a
-SchNet step and a third of a NequIP one. Tabulated
-once at deployment, it costs a few table reads per pair instead.
+SchNet step and a third of a NequIP one. Tabulated once at deployment, it costs a few
+table reads per pair instead.
 
 The table holds ``y``, ``h·y'`` and ``h²·y''`` at the knots ``r_k = k·h``, ``h = r_max / N``,
 and ``y(r)`` between knots is the quintic Hermite interpolant of those six values: C²
@@ -159,11 +159,8 @@ def tabulate(fn: Callable[[torch.Tensor], torch.Tensor], r_max: float, tolerance
         check = (torch.arange(n, dtype=torch.float64)[:, None] + torch.tensor([0.25, 0.5, 0.75],
                                                                               dtype=torch.float64)).reshape(-1) * h
         y_ref, dy_ref = _derivatives(fn, check, second=False)
-        r = check.clone().requires_grad_(True)
-        y_tab = interpolate(r, table, r_max)
-        dy_tab = torch.stack([torch.autograd.grad(y_tab[:, f].sum(), r, retain_graph=True)[0]
-                              for f in range(y_tab.shape[1])], 1)
-        error = float((y_tab.detach() - y_ref).abs().max() / y_ref.abs().max().clamp_min(1e-300))
+        y_tab, dy_tab = _derivatives(lambda r: interpolate(r, table, r_max), check, second=False)
+        error = float((y_tab - y_ref).abs().max() / y_ref.abs().max().clamp_min(1e-300))
         error_derivative = float((dy_tab - dy_ref).abs().max() / dy_ref.abs().max().clamp_min(1e-300))
         if max(error, error_derivative) <= tolerance:
             return RadialTable(table, float(r_max), error, error_derivative)
