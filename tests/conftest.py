@@ -74,8 +74,10 @@ def same_species_permutation(atoms, rng) -> np.ndarray:
     return perm
 
 
-def assert_forces_are_minus_gradient(energy_of, atoms, forces, atom_indices=None, h=1e-5):
-    """Central finite differences of ``energy_of(atoms)`` (eV) at a few atoms equal ``forces`` (eV/Å)."""
+def assert_forces_are_minus_gradient(energy_of, atoms, forces, atom_indices=None, h=1e-5, rel=1e-6,
+                                     abs_tol=1e-8):
+    """Central finite differences of ``energy_of(atoms)`` (eV) at a few atoms equal ``forces`` (eV/Å)
+    (``pytest.approx`` with ``rel`` and ``abs_tol``)."""
     assert np.abs(forces).max() > 1e-3, "forces are trivial; the test would prove nothing"
     for i in atom_indices or (0, len(atoms) // 2, len(atoms) - 1):
         for k in range(3):
@@ -83,7 +85,15 @@ def assert_forces_are_minus_gradient(energy_of, atoms, forces, atom_indices=None
             plus.positions[i, k] += h
             minus.positions[i, k] -= h
             fd = -(energy_of(plus) - energy_of(minus)) / (2 * h)
-            assert fd == pytest.approx(forces[i, k], rel=1e-6, abs=1e-8)
+            assert fd == pytest.approx(forces[i, k], rel=rel, abs=abs_tol)
+
+
+def forces_from_edge_grad(edge_index: torch.Tensor, edge_grad: torch.Tensor, n_atoms: int) -> torch.Tensor:
+    """Forces ``[n_atoms, 3]`` float64 from a model's ``edge_grad = ∂E/∂r_ij`` ``[e, 3]``:
+    ``F_i = Σ_j ∂E/∂r_ij − Σ_j ∂E/∂r_ji`` (as ``mlff.calculator.predict``)."""
+    grad = edge_grad.detach().double()
+    forces = torch.zeros(n_atoms, 3, dtype=torch.float64).index_add_(0, edge_index[0], grad)
+    return forces.index_add_(0, edge_index[1], -grad)
 
 
 def sheared_cu(repeat: int, xy: float, xz: float, yz: float, seed: int):

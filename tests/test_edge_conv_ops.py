@@ -13,7 +13,7 @@ from mlff.graph import atoms_to_graph
 from mlff.models.common import cosine_cutoff, reverse_edge_groups
 from mlff.models.schnet import SchNet
 
-from conftest import sheared_cu
+from conftest import forces_from_edge_grad, sheared_cu
 
 pytestmark = pytest.mark.skipif(not ops.NATIVE, reason=f"C++ operators not built: {ops.WHERE}")
 
@@ -253,8 +253,6 @@ def test_deployed_schnet_with_fused_filter_equals_python_model(tmp_path, dtype, 
     e_scale = e.detach().abs().max()
     torch.testing.assert_close(out["atomic_energy"].double(), e.detach(), rtol=0, atol=tol * e_scale)
     # forces from edge gradients (the split between an edge and its reverse may differ)
-    f_dep = torch.zeros(len(atoms), 3, dtype=torch.float64).index_add_(0, g.edge_index[0], out["edge_grad"].double())
-    f_dep.index_add_(0, g.edge_index[1], -out["edge_grad"].double())
-    f_ref = torch.zeros(len(atoms), 3, dtype=torch.float64).index_add_(0, g.edge_index[0], grad)
-    f_ref.index_add_(0, g.edge_index[1], -grad)
+    f_dep = forces_from_edge_grad(g.edge_index, out["edge_grad"], len(atoms))
+    f_ref = forces_from_edge_grad(g.edge_index, grad, len(atoms))
     torch.testing.assert_close(f_dep, f_ref, rtol=0, atol=tol * f_ref.abs().max())

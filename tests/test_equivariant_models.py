@@ -14,7 +14,7 @@ import yaml
 from ase.calculators.calculator import PropertyNotImplementedError
 from e3nn import o3
 
-from conftest import assert_forces_are_minus_gradient, same_species_permutation, sheared_cu
+from conftest import assert_forces_are_minus_gradient, forces_from_edge_grad, same_species_permutation, sheared_cu
 from mlff.calculator import MLFFCalculator, predict
 from mlff.cli import main as mlff
 from mlff.data.molecules import molecule
@@ -204,9 +204,7 @@ def test_radial_networks_once_per_pair_equal_once_per_edge(name, models, monkeyp
             vec = g.edge_vec().requires_grad_(True)
             y = model(g.species, g.edge_index, vec)
             (grad,) = torch.autograd.grad((y * torch.linspace(0.5, 1.5, y.numel()).reshape(y.shape)).sum(), vec)
-            forces = torch.zeros(len(atoms), 3, dtype=grad.dtype).index_add_(0, g.edge_index[0], grad)
-            forces.index_add_(0, g.edge_index[1], -grad)
-            out.append((y.detach(), forces))
+            out.append((y.detach(), forces_from_edge_grad(g.edge_index, grad, len(atoms))))
         results.append(out)
     assert len(calls) == 2  # the per-edge variant ran
     for (y1, f1), (y2, f2) in zip(*results):

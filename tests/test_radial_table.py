@@ -18,7 +18,7 @@ from mlff.models.common import cosine_cutoff
 from mlff.models.radial_table import interpolate, tabulate
 from mlff.train.checkpoint import model_record, save_checkpoint
 
-from conftest import random_schnet
+from conftest import assert_forces_are_minus_gradient, forces_from_edge_grad, random_schnet
 
 needs_ops = pytest.mark.skipif(not ops.NATIVE, reason=f"C++ operators not built: {ops.WHERE}")
 R_MAX = 5.0
@@ -168,16 +168,9 @@ def test_deployed_schnet_with_tabulated_filters(tmp_path, dtype):
     assert np.abs(f_ref).max() > 0.1
     np.testing.assert_allclose(f_tab, f_ref, rtol=0, atol=tol * np.abs(f_ref).max())
     if dtype == torch.float64:
-        rng = np.random.default_rng(0)
-        for atom in rng.choice(len(atoms), 3, replace=False):
-            for axis in range(3):
-                energies = []
-                for step in (2e-5, -2e-5):
-                    displaced = atoms.copy()
-                    displaced.positions[atom, axis] += step
-                    energies.append(predict(tab, meta, displaced)["energy"])
-                fd = -(energies[0] - energies[1]) / 4e-5
-                assert fd == pytest.approx(f_tab[atom, axis], abs=1e-7 * np.abs(f_tab).max())
+        atom_indices = tuple(np.random.default_rng(0).choice(len(atoms), 3, replace=False))
+        assert_forces_are_minus_gradient(lambda a: predict(tab, meta, a)["energy"], atoms, f_tab, atom_indices,
+                                         h=2e-5, rel=0, abs_tol=1e-7 * np.abs(f_tab).max())
 
 
 def test_tabulate_is_refused_for_models_without_radial_networks(tmp_path, capsys):
@@ -202,18 +195,13 @@ def outputs_on_cpu_and_cuda(path, atoms, species):
     return g, cpu, {key: value.cpu() for key, value in gpu.items()}
 
 
-def forces_from_edge_grad(g, edge_grad: torch.Tensor) -> np.ndarray:
-    grad = edge_grad.double()
-    forces = torch.zeros(g.species.shape[0], 3, dtype=torch.float64).index_add_(0, g.edge_index[0], grad)
-    return forces.index_add_(0, g.edge_index[1], -grad).numpy()
-
-
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_tabulated_schnet_on_cuda_equals_cpu(tmp_path, dtype):
     export_model(random_schnet(["Cu"], seed=5), tmp_path / "tab.pt", dtype=dtype, tabulate=True)
     g, cpu, gpu = outputs_on_cpu_and_cuda(tmp_path / "tab.pt", sheared_cu(seed=7), ["Cu"])
-    f_cpu, f_gpu = forces_from_edge_grad(g, cpu["edge_grad"]), forces_from_edge_grad(g, gpu["edge_grad"])
+    f_cpu, f_gpu = (forces_from_edge_grad(g.edge_index, out["edge_grad"], len(g.species)).numpy()
+                    for out in (cpu, gpu))
     tol = 1e-10 if dtype == torch.float64 else 1e-5
     assert float(gpu["atomic_energy"].double().sum()) == pytest.approx(float(cpu["atomic_energy"].double().sum()),
                                                                        rel=tol)
@@ -253,14 +241,8 @@ def test_deployed_equivariant_models_with_tabulated_radial_networks(tmp_path, na
     if "energy" in ref:
         assert got["energy"] == pytest.approx(ref["energy"], rel=tol)
     if "energy" in ref and dtype == torch.float64:
-        for atom, axis in ((0, 0), (7, 2), (12, 1)):
-            energies = []
-            for step in (1e-5, -1e-5):
-                displaced = atoms.copy()
-                displaced.positions[atom, axis] += step
-                energies.append(predict(tab, tab_meta, displaced)["energy"])
-            fd = -(energies[0] - energies[1]) / 2e-5
-            assert fd == pytest.approx(float(f_tab[atom, axis]), abs=1e-7 * np.abs(f_tab).max())
+        assert_forces_are_minus_gradient(lambda a: predict(tab, tab_meta, a)["energy"], atoms, f_tab, (0, 7, 12),
+                                         rel=0, abs_tol=1e-7 * np.abs(f_tab).max())
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
