@@ -1,4 +1,4 @@
-"""The ``mlff`` command: ``mlff data``, ``mlff train``, ``mlff eval``.
+"""The ``mlff`` command: ``mlff data``, ``mlff data check``, ``mlff train``, ``mlff eval``.
 
 Each subcommand lives next to the code it drives and exposes
 ``register(subparsers)``, which adds its parser and sets ``func``.
@@ -12,7 +12,13 @@ import sys
 from .errors import MLFFError
 
 
+# two-word commands: ``mlff data check`` is parsed as the subcommand ``data-check``
+# (``mlff data PRESET`` keeps its positional preset name)
+TWO_WORD = {("data", "check"): "data-check"}
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from .data import check_cli
     from .data import cli as data_cli
     from .train import cli as train_cli
     from . import evaluate
@@ -20,12 +26,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mlff", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     data_cli.register(sub)
+    check_cli.register(sub)
     train_cli.register(sub)
     evaluate.register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if tuple(argv[:2]) in TWO_WORD:
+        argv = [TWO_WORD[tuple(argv[:2])]] + argv[2:]
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -16,7 +16,10 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import sys
+import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any, Dict, Optional
 
@@ -25,7 +28,7 @@ from torch import nn
 
 from . import __version__
 from . import ops  # noqa: F401  (torch.ops.mlff.*: needed to script and to load models)
-from .errors import MLFFError, ModelFileError
+from .errors import ConfigError, MLFFError, ModelFileError
 from .models import EnergyModel
 
 FORMAT = "mlff-deployed-model"
@@ -103,31 +106,59 @@ def halo_widths(model: nn.Module) -> list[int] | None:
 
 
 def export_model(model: EnergyModel, path: str | Path, dtype: torch.dtype = torch.float64,
-                 tabulate: bool = False, table_tolerance: float = 1e-8) -> dict[str, Any]:
+                 tabulate: bool = False, table_tolerance: float = 1e-8,
+                 training_range: dict[str, Any] | None = None) -> dict[str, Any]:
     """Script ``model`` (a copy, cast to ``dtype``) and write it with metadata to ``path``.
 
     ``tabulate``: the copy's radial networks are replaced by tables first
     (:meth:`~mlff.models.EnergyModel.tabulate_radial`, relative error at most
     ``table_tolerance`` in values and derivatives; metadata ``radial_tables``).
 
+    ``training_range``: what the training data covered (metadata ``training_range``, from
+    the checkpoint: shortest distance per species pair, atomic-energy range per species,
+    periodicity), for extrapolation warnings in LAMMPS and the ASE calculator.
+
     Returns the metadata dict. The file is written to a temporary name and renamed.
-    Raises ``ConfigError`` if ``tabulate`` is asked of a model without radial networks.
+    Raises ``ConfigError`` if ``tabulate`` is asked of a model without radial networks,
+    or if ``path`` is a directory.
     """
     model = copy.deepcopy(model).eval()
     tables = model.tabulate_radial(table_tolerance) if tabulate else []
     model = model.to(dtype)
     meta = metadata_for(model, dtype)
+    meta["training_range"] = training_range
     meta["radial_tables"] = None if not tables else {
         "tolerance": table_tolerance, "n_intervals": [t.n_intervals for t in tables],
         "error": max(t.error for t in tables), "error_derivative": max(t.error_derivative for t in tables)}
     wrapper = DeployedForceField if meta["direct_forces"] else DeployedPotential
     scripted = torch.jit.script(wrapper(model.for_export()))
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"output {path} is a directory; give a file name, e.g. {path / 'model.pt'}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.jit.save(scripted, str(tmp), _extra_files={"metadata.json": json.dumps(meta)})
-    tmp.replace(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.jit.save(scripted, tmp, _extra_files={"metadata.json": json.dumps(meta)})
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
     return meta
+
+
+def is_training_checkpoint(path: str | Path) -> bool:
+    """Whether ``path`` is an mlff training checkpoint (a ``torch.save`` zip archive whose
+    pickle holds the ``format = "mlff-checkpoint"`` record), without unpickling it."""
+    from .train.checkpoint import FORMAT as CHECKPOINT_FORMAT
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            pickles = [n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
+            return any(CHECKPOINT_FORMAT.encode() in archive.read(n) for n in pickles)
+    except (OSError, zipfile.BadZipFile):
+        return False
 
 
 def load_deployed(path: str | Path) -> tuple[torch.jit.ScriptModule, dict[str, Any]]:
@@ -143,6 +174,9 @@ def load_deployed(path: str | Path) -> tuple[torch.jit.ScriptModule, dict[str, A
     try:
         module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
     except Exception as exc:
+        if is_training_checkpoint(path):
+            raise ModelFileError(f"{path} is an mlff training checkpoint, not a deployed model: deploy it first "
+                                 f"with 'mlff-deploy {path} -o model.pt' and use model.pt") from None
         raise ModelFileError(f"{path} is not a TorchScript model file: {str(exc).splitlines()[0]}") from None
     try:
         meta = json.loads(extra["metadata.json"])
@@ -169,8 +203,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="largest relative error of the tables in values and derivatives (default 1e-8)")
     args = parser.parse_args(argv)
     try:
-        model = model_from_record(load_checkpoint(args.checkpoint))
-        meta = export_model(model, args.output, getattr(torch, args.dtype), args.tabulate, args.table_tolerance)
+        source, output = Path(args.checkpoint), Path(args.output)
+        if output.exists() and source.exists() and os.path.samefile(source, output):
+            raise ConfigError(f"output {output} is the checkpoint itself: writing it would destroy the checkpoint; "
+                              f"give another file name, e.g. {output.with_suffix('.pt')}")
+        record = load_checkpoint(source)
+        model = model_from_record(record)
+        meta = export_model(model, output, getattr(torch, args.dtype), args.tabulate, args.table_tolerance,
+                            training_range=record.get("training_range"))
     except MLFFError as exc:
         print(f"mlff-deploy: error: {exc}", file=sys.stderr)
         return 2

@@ -15,3 +15,16 @@ class ModelFileError(MLFFError):
 
 class ConfigError(MLFFError):
     """An option or configuration value is invalid."""
+
+
+class TrainingDivergedError(MLFFError, FloatingPointError):
+    """Training produced non-finite weights (learning rate too high, or bad labels)."""
+
+
+class ModelEvaluationError(MLFFError):
+    """A model gave a result that cannot be used (non-finite energies or forces), or was
+    asked to evaluate a structure it cannot (two atoms at the same position)."""
+
+
+class DataWarning(UserWarning):
+    """A dataset looks suspicious (``mlff.data.check``) or lies outside a model's training range."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,8 @@ import numpy as np
 from .calculator import predict
 from .data.io import read_dataset
 from .deploy import load_deployed
+from .errors import DataWarning, MLFFError
+from .extrapolation import periodicity_mismatch
 
 
 def evaluate_model(model_path: str | Path, data_path: str | Path) -> dict[str, float | int | None]:
@@ -21,13 +25,21 @@ def evaluate_model(model_path: str | Path, data_path: str | Path) -> dict[str, f
     errors), ``force_mae_meV_per_A``, ``force_rmse_meV_per_A`` (over force components)
     and ``n_structures``. A direct-force model has no energy: its energy metrics are
     ``None`` (``null`` in JSON). Raises ``ModelFileError``/``DataError`` naming the bad file.
+    Periodic data given to a model trained on molecules, or the reverse, give a
+    ``DataWarning`` (``mlff eval`` prints it).
     """
     module, meta = load_deployed(model_path)
     frames = read_dataset(data_path)
+    mismatch = periodicity_mismatch(meta, frames)
+    if mismatch:
+        warnings.warn(f"{data_path}: {mismatch} ({model_path})", DataWarning, stacklevel=2)
     has_energy = not meta.get("direct_forces", False)
     de, df = [], []
-    for atoms in frames:
-        res = predict(module, meta, atoms)
+    for k, atoms in enumerate(frames):
+        try:
+            res = predict(module, meta, atoms)
+        except MLFFError as exc:
+            raise type(exc)(f"{data_path}: frame {k}: {exc}") from None
         if has_energy:
             de.append((res["energy"] - atoms.info["energy"]) / len(atoms))
         df.append((res["forces"] - atoms.arrays["forces"]).ravel())
@@ -48,7 +60,14 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    m = evaluate_model(args.model, args.data)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DataWarning)
+        m = evaluate_model(args.model, args.data)
+    for w in caught:
+        if issubclass(w.category, DataWarning):
+            print(f"mlff eval: warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     if args.json:
         print(json.dumps(m, indent=2))
     else:

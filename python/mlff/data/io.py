@@ -151,13 +151,18 @@ def read_dataset(
         format = "extxyz"
     if p.stat().st_size == 0:
         raise DataError(f"{p}: file is empty (no frames)")
+    frames: list[Atoms] = []
     try:
-        frames = ase.io.read(p, index=index, format=format)
+        if index == ":":  # frame by frame, so that an error names the frame it is in
+            for atoms in ase.io.iread(p, index=index, format=format):
+                frames.append(atoms)
+        else:
+            read = ase.io.read(p, index=index, format=format)
+            frames = [read] if isinstance(read, Atoms) else list(read)
     except Exception as exc:  # ASE raises many types for bad input
-        raise DataError(f"{p}: cannot parse as {format or 'a known format'}: {type(exc).__name__}: {exc}") from exc
-    if isinstance(frames, Atoms):
-        frames = [frames]
-    frames = list(frames)
+        where = f" frame {len(frames)} (counting from 0; a truncated or malformed file?)" if index == ":" else ""
+        raise DataError(f"{p}: cannot parse{where} as {format or 'a known format'}: "
+                        f"{type(exc).__name__}: {exc}") from None
     if not frames:
         raise DataError(f"{p}: file contains no frames")
     return [_normalise_frame(a, p, i, tuple(require)) for i, a in enumerate(frames)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,13 @@ def register(subparsers) -> None:
     p.add_argument("--n-train", type=int, help="use only this many (random) training frames")
     p.add_argument("--out", required=True, type=Path, help="run directory (checkpoints, metrics.csv, learning_curve.png)")
     p.add_argument("--config", type=Path, help="YAML file of training options")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from last.ckpt")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from last.ckpt (model options cannot change; epochs, time "
+                        "budgets, device and threads can)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start a new run in --out even if it holds checkpoints (they are replaced)")
+    p.add_argument("--strict", action="store_true",
+                   help="stop if the data check (see 'mlff data check') finds anything, instead of warning")
     p.add_argument("--epochs", type=int)
     p.add_argument("--max-minutes", type=float, help="stop after this much wall time (minutes)")
     p.add_argument("--max-cpu-minutes", type=float, help="stop after this much CPU time (minutes, all threads)")
@@ -56,6 +63,64 @@ def _split(frames, n_train, n_valid, seed):
     return train, valid
 
 
+# options that may differ from the checkpoint's when a run is resumed
+RESUMABLE = ("epochs", "max_minutes", "max_cpu_minutes", "device", "threads")
+
+
+def _check_out_dir(out: Path) -> None:
+    """``ConfigError`` if ``out`` is a file or cannot be created or written."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"--out {out} cannot be written: {exc.strerror or exc}") from None
+
+
+def _resume(args: argparse.Namespace, overrides: dict) -> Trainer:
+    """The trainer of the run in ``--out``; ``ConfigError`` if options given now (flags or
+    ``--config``) contradict its configuration, except those in ``RESUMABLE``."""
+    for stale in sorted(args.out.glob("*.ckpt.*.tmp")):  # a kill during a checkpoint write left it
+        stale.unlink()
+        print(f"mlff train: removed {stale}, left by a checkpoint write that was interrupted")
+    trainer = Trainer.resume(args.out, {k: overrides[k] for k in RESUMABLE})
+    asked = TrainConfig.from_sources(args.config, overrides)
+    given = {k for k, v in overrides.items() if v is not None} | set(_yaml_keys(args.config))
+    conflicts = [f"{name}: checkpoint {getattr(trainer.config, name)!r}, given {getattr(asked, name)!r}"
+                 for name in sorted(given - set(RESUMABLE) - {"model_params"})
+                 if getattr(asked, name) != getattr(trainer.config, name)]
+    stored_params = trainer.model.hparams
+    conflicts += [f"{name}: checkpoint {stored_params.get(name)!r}, given {value!r}"
+                  for name, value in _model_params(args, asked.model_params).items()
+                  if stored_params.get(name) != value]
+    if conflicts:
+        raise ConfigError(f"--resume continues the run in {args.out} with its own settings, but these options "
+                          f"contradict it: {'; '.join(conflicts)}. Drop them, or start a new run with another "
+                          f"--out (or --overwrite)")
+    return trainer
+
+
+def _yaml_keys(path: Path | None) -> list[str]:
+    """Top-level option names of a YAML config file (already validated by ``from_sources``)."""
+    if path is None:
+        return []
+    import yaml
+
+    loaded = yaml.safe_load(Path(path).read_text()) or {}
+    return list(loaded) if isinstance(loaded, dict) else []
+
+
+def _model_params(args: argparse.Namespace, params: dict) -> dict:
+    params = dict(params)
+    if args.features is not None:
+        params["n_features"] = args.features
+    if args.interactions is not None:
+        params["n_interactions"] = args.interactions
+    return params
+
+
 def run(args: argparse.Namespace) -> int:
     overrides = {"model": args.model, "epochs": args.epochs, "max_minutes": args.max_minutes,
                  "max_cpu_minutes": args.max_cpu_minutes,
@@ -63,29 +128,30 @@ def run(args: argparse.Namespace) -> int:
                  "stress_weight": args.stress_weight,
                  "r_max": args.r_max, "dtype": args.dtype, "seed": args.seed, "threads": args.threads,
                  "device": args.device}
+    if args.resume and args.overwrite:
+        raise ConfigError("--resume and --overwrite contradict each other: choose one")
+    _check_out_dir(args.out)
     if args.resume:
-        trainer = Trainer.resume(args.out, {"epochs": args.epochs, "max_minutes": args.max_minutes,
-                                             "max_cpu_minutes": args.max_cpu_minutes, "device": args.device})
+        trainer = _resume(args, overrides)
         config = trainer.config
     else:
         config = TrainConfig.from_sources(args.config, overrides)
-        params = dict(config.model_params)
-        if args.features is not None:
-            params["n_features"] = args.features
-        if args.interactions is not None:
-            params["n_interactions"] = args.interactions
-        config.model_params = params
-        if (args.out / "last.ckpt").exists():
-            raise ConfigError(f"{args.out} already holds a run (last.ckpt); use --resume or another --out")
+        config.model_params = _model_params(args, config.model_params)
+        existing = sorted(p.name for p in args.out.glob("*.ckpt"))
+        if existing and not args.overwrite:
+            raise ConfigError(f"{args.out} already holds a run ({', '.join(existing)}); use --resume to continue "
+                              f"it, --overwrite to replace it, or another --out")
         trainer = Trainer(config, args.out)
     frames = read_dataset(args.train)
     if args.valid is not None:
         train, valid = frames, read_dataset(args.valid)
+        sources = (str(args.train), str(args.valid))
     else:
         train, valid = _split(frames, None, args.n_valid, config.seed)
+        sources = (f"{args.train} (training part)", f"{args.train} (validation part)")
     if args.n_train is not None:
         if args.n_train > len(train):
             raise ConfigError(f"--n-train {args.n_train} exceeds the {len(train)} available training frames")
         train = [train[k] for k in np.random.default_rng(config.seed + 1).permutation(len(train))[:args.n_train]]
-    trainer.fit(train, valid, progress=not args.no_progress)
+    trainer.fit(train, valid, progress=not args.no_progress, sources=sources, strict_data=args.strict)
     return 0

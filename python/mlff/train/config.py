@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,18 +55,33 @@ class TrainConfig:
     device: str = "auto"
 
     def validate(self) -> "TrainConfig":
+        """Check every option's type and range; ``ConfigError`` naming the option, the value
+        and what is wrong (a YAML string where a number belongs, NaN, infinity, a negative
+        weight, zero threads, ...)."""
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, _checked(f.name, getattr(self, f.name), hints[f.name]))
         if self.dtype not in ("float32", "float64"):
             raise ConfigError(f"dtype must be float32 or float64, got {self.dtype!r}")
-        for name in ("epochs", "batch_size", "valid_batch_size"):
+        for name in ("epochs", "batch_size", "valid_batch_size", "lr_patience", "early_stopping_patience"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be ≥ 1, got {getattr(self, name)}")
-        if self.stress_weight is not None and self.stress_weight < 0:
-            raise ConfigError(f"stress_weight must be ≥ 0, got {self.stress_weight}")
-        for name in ("r_max", "lr"):
-            if getattr(self, name) <= 0:
+        for name in ("energy_weight", "stress_weight", "min_lr"):
+            if getattr(self, name) is not None and getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be ≥ 0, got {getattr(self, name)}")
+        for name in ("r_max", "lr", "max_minutes", "max_cpu_minutes"):
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not 0.0 < self.lr_factor < 1.0:
+            raise ConfigError(f"lr_factor must be in (0, 1), got {self.lr_factor}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads must be ≥ 1 (torch CPU threads), got {self.threads}")
+        if self.n_valid is not None and self.n_valid < 1:
+            raise ConfigError(f"n_valid must be ≥ 1, got {self.n_valid}")
+        if any(not isinstance(k, str) for k in self.model_params):
+            raise ConfigError(f"model_params must map hyperparameter names to values, got {self.model_params!r}")
         self.torch_device()
         return self
 
@@ -114,3 +131,34 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def _checked(name: str, value: Any, annotation: Any) -> Any:
+    """``value`` of option ``name`` if it fits ``annotation`` (``int``, ``float``, ``str``,
+    ``dict``, or ``X | None``), an ``int`` given for a ``float`` converted; ``ConfigError``
+    otherwise. Floats must be finite. ``bool`` is not accepted as a number."""
+    args = typing.get_args(annotation)
+    if type(None) in args:
+        if value is None:
+            return None
+        (annotation,) = [a for a in args if a is not type(None)]
+    kind = typing.get_origin(annotation) or annotation
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{name} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{name} must be a finite number, got {value!r}")
+        return float(value)
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{name} must be an integer, got {value!r}")
+        return value
+    if kind is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{name} must be a string, got {value!r}")
+        return value
+    if kind is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{name} must be a mapping (name: value), got {value!r}")
+        return value
+    raise TypeError(f"option {name}: unsupported annotation {annotation!r}")  # a bug in TrainConfig, not input

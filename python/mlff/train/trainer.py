@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import math
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -23,12 +24,13 @@ import yaml
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
-from ..errors import ConfigError
+from ..data.check import CheckSettings, check_frames, summary_line, write_report
+from ..errors import ConfigError, DataError, DataWarning, TrainingDivergedError
 from ..graph import Graph, atoms_to_graph, collate
 from ..models import EnergyModel, build_model
 from .checkpoint import load_checkpoint, model_record, save_checkpoint
 from .config import TrainConfig
-from .statistics import fit_energy_scale
+from .statistics import atomic_energy_range, fit_energy_scale, pair_min_distances, periodicity
 
 METRIC_FIELDS = ["epoch", "lr", "train_loss", "train_energy_mae", "train_force_mae", "valid_energy_mae",
                  "valid_force_mae", "valid_energy_rmse", "valid_force_rmse", "wall_s", "cpu_s"]
@@ -148,8 +150,30 @@ class Trainer:
         return trainer
 
     # ------------------------------------------------------------------ setup
-    def _graphs(self, frames, species) -> list[Graph]:
-        return [atoms_to_graph(a, species, self.config.r_max).to(self.dtype) for a in frames]
+    def _graphs(self, frames, species, source: str) -> list[Graph]:
+        graphs = []
+        for k, atoms in enumerate(frames):
+            try:
+                graphs.append(atoms_to_graph(atoms, species, self.config.r_max).to(self.dtype))
+            except DataError as exc:
+                raise DataError(f"{source}, frame {k}: {exc}") from None
+        return graphs
+
+    def _check_data(self, frames, source: str, strict: bool, log: Callable[[str], None]) -> None:
+        """The checks of :mod:`mlff.data.check` on the training frames: a warning and a report
+        (``data_check.md``/``.json`` in the run directory); with ``strict`` any finding is an error."""
+        settings = CheckSettings(r_max=self.config.r_max)
+        findings = check_frames(frames, settings)
+        self.out.mkdir(parents=True, exist_ok=True)
+        report, _ = write_report(findings, self.out / "data_check.md", source, len(frames), settings)
+        if not findings:
+            return
+        text = f"data check of {source}: {summary_line(findings)} (report: {report})"
+        if strict:
+            raise DataError(text + "\n  " + "\n  ".join(f.message for f in findings))
+        warnings.warn(text, DataWarning, stacklevel=2)
+        for f in findings:
+            log(f"  warning: {f.kind}: {f.message}")
 
     def _species(self, frames) -> list[str]:
         from ase.data import atomic_numbers
@@ -158,17 +182,35 @@ class Trainer:
         return sorted(symbols, key=lambda s: atomic_numbers[s])
 
     # ------------------------------------------------------------------ loop
-    def fit(self, train_frames, valid_frames, progress: bool = True,
-            log: Callable[[str], None] = print) -> dict[str, float]:
+    def fit(self, train_frames, valid_frames, progress: bool = True, log: Callable[[str], None] = print,
+            sources: tuple[str, str] = ("the training set", "the validation set"),
+            strict_data: bool = False) -> dict[str, float]:
+        """Train on ``train_frames``, validate on ``valid_frames`` (labelled ASE ``Atoms``,
+        :func:`mlff.data.io.read_dataset` convention). ``sources`` name the two sets in
+        messages (e.g. their files). The training frames are checked first
+        (:mod:`mlff.data.check`: a warning and ``data_check.md``; ``strict_data``: an error).
+
+        Raises ``ConfigError`` for an empty set or a validation element that the training
+        set lacks (its parameters would stay untrained), ``DataError`` for bad frames.
+        Returns the best validation force MAE (meV/Å), epochs, time and the stop reason."""
         cfg = self.config
         if len(train_frames) == 0 or len(valid_frames) == 0:
             raise ConfigError("training and validation sets must both be non-empty")
+        self._check_data(train_frames, sources[0], strict_data, log)
         if self.model is None:
-            self.model = build_model(cfg.model, self._species(list(train_frames) + list(valid_frames)), cfg.r_max,
-                                     dtype=self.dtype, **cfg.model_params)
+            species = self._species(train_frames)
+            untrained = sorted(set(self._species(valid_frames)) - set(species))
+            if untrained:
+                raise ConfigError(f"element(s) {untrained} occur in {sources[1]} but not in {sources[0]}: "
+                                  f"the model would have untrained parameters for them; add frames with "
+                                  f"{', '.join(untrained)} to the training data or remove them from validation")
+            self.model = build_model(cfg.model, species, cfg.r_max, dtype=self.dtype, **cfg.model_params)
         model = self.model
-        train = self._graphs(train_frames, model.species)
-        valid = self._graphs(valid_frames, model.species)
+        train = self._graphs(train_frames, model.species, sources[0])
+        valid = self._graphs(valid_frames, model.species, sources[1])
+        # extrapolation limits carried into every checkpoint and the deployed model's metadata
+        self.training_range = {"pair_min_distance": pair_min_distances(train, model.species),
+                               "periodic": periodicity(train_frames)}
         if self.resume_state is None:
             stats = fit_energy_scale(model, train)
             log(f"fitted reference energies {stats['reference_energy']} eV, scale {stats['scale']:.4f} eV")
@@ -246,7 +288,7 @@ class Trainer:
                 if cfg.max_minutes is not None and time.perf_counter() - t_wall >= 60 * cfg.max_minutes:
                     break
             if not all(math.isfinite(p.detach().sum().item()) for p in model.parameters()):
-                raise FloatingPointError(f"training diverged at epoch {epoch + 1} (non-finite weights); "
+                raise TrainingDivergedError(f"training diverged at epoch {epoch + 1} (non-finite weights); "
                                          f"lower the learning rate (now {optimizer.param_groups[0]['lr']:g})")
             val = evaluate_graphs(ema.module, valid, cfg.valid_batch_size)
             tr = errors.summary()
@@ -260,11 +302,13 @@ class Trainer:
             if val["force_mae"] < best:
                 best, since_best = val["force_mae"], 0
                 save_checkpoint(self.out / "best.ckpt", {**model_record(ema.module), "config": cfg.to_dict(),
-                                                         "epoch": epoch + 1, "valid": val})
+                                                         "epoch": epoch + 1, "valid": val,
+                                                         "training_range": self.training_range})
             else:
                 since_best += 1
             save_checkpoint(self.out / "last.ckpt", {
                 **model_record(model), "config": cfg.to_dict(), "epoch": epoch + 1, "history": history,
+                "training_range": self.training_range,
                 "ema_state": ema.state_dict(), "optimizer_state": optimizer.state_dict(),
                 "scheduler_state": scheduler.state_dict(), "best_valid_force_mae": best, "since_best": since_best,
                 "rng_state": rng.bit_generator.state, "torch_rng_state": torch.get_rng_state()})
@@ -288,11 +332,26 @@ class Trainer:
                 break
         bar.close()
         self._plot(history)
+        self._record_energy_range(train)
         last = history[-1]
         log(f"{stop_reason} after {last['epoch']} epochs, {last['wall_s'] / 60:.1f} min wall, "
             f"{last['cpu_s'] / 60:.1f} CPU-min; best valid force MAE {best:.2f} meV/Å -> {self.out / 'best.ckpt'}")
         return {"best_valid_force_mae": best, "epochs": last["epoch"], "wall_s": last["wall_s"],
                 "cpu_s": last["cpu_s"], "stop_reason": stop_reason}
+
+    def _record_energy_range(self, train: Sequence[Graph]) -> None:
+        """Add the best model's atomic-energy range on the training set to ``best.ckpt``
+        (metadata ``training_range.atomic_energy`` of the deployed model)."""
+        from .checkpoint import model_from_record
+
+        path = self.out / "best.ckpt"
+        if not path.is_file():
+            return
+        record = load_checkpoint(path)
+        best = model_from_record(record).to(self.device)
+        record["training_range"] = {**self.training_range,
+                                    "atomic_energy": atomic_energy_range(best, train, self.config.valid_batch_size)}
+        save_checkpoint(path, record)
 
     # ------------------------------------------------------------------ outputs
     def _write_metrics(self, history: list[dict]) -> None:
