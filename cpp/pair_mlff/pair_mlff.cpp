@@ -134,18 +134,39 @@ void PairMLFF::allocate()
 }
 
 /* ----------------------------------------------------------------------
-   pair_style mlff [halo|redundant]
+   pair_style mlff [halo|redundant] [extrapolation warn|error|off] [tolerance D]
 ------------------------------------------------------------------------- */
 
 void PairMLFF::settings(int narg, char **arg)
 {
   requested_mode_ = Mode::AUTO;
-  if (narg > 1 || (narg == 1 && strcmp(arg[0], "halo") != 0 && strcmp(arg[0], "redundant") != 0))
-    error->all(FLERR,
-               "Illegal pair_style mlff command: expected no argument or one of 'halo', "
-               "'redundant' (got '{}'). Give the model with: pair_coeff * * model.pt El1 El2 ...",
-               narg ? arg[0] : "");
-  if (narg == 1) requested_mode_ = strcmp(arg[0], "halo") == 0 ? Mode::HALO : Mode::REDUNDANT;
+  extrapolation_ = Extrapolation::WARN;
+  extrapolation_tolerance_ = 0.1;
+  const std::string usage = "expected: pair_style mlff [halo|redundant] [extrapolation warn|error|off] "
+                            "[tolerance D]. Give the model with: pair_coeff * * model.pt El1 El2 ...";
+  for (int k = 0; k < narg; ++k) {
+    const std::string word = arg[k];
+    if (word == "halo" || word == "redundant") {
+      requested_mode_ = word == "halo" ? Mode::HALO : Mode::REDUNDANT;
+    } else if (word == "extrapolation" && k + 1 < narg) {
+      const std::string value = arg[++k];
+      if (value == "warn")
+        extrapolation_ = Extrapolation::WARN;
+      else if (value == "error")
+        extrapolation_ = Extrapolation::ERROR;
+      else if (value == "off")
+        extrapolation_ = Extrapolation::OFF;
+      else
+        error->all(FLERR, "Illegal pair_style mlff command: extrapolation '{}' is not warn, error or off", value);
+    } else if (word == "tolerance" && k + 1 < narg) {
+      extrapolation_tolerance_ = utils::numeric(FLERR, arg[++k], false, lmp);
+      if (!(extrapolation_tolerance_ >= 0.0))
+        error->all(FLERR, "Illegal pair_style mlff command: tolerance must be >= 0 Angstrom, got {}",
+                   extrapolation_tolerance_);
+    } else {
+      error->all(FLERR, "Illegal pair_style mlff command: unknown or incomplete argument '{}'; {}", word, usage);
+    }
+  }
 }
 
 /* ----------------------------------------------------------------------
@@ -199,6 +220,7 @@ void PairMLFF::coeff(int narg, char **arg)
   for (int w : info.halo_widths) max_halo_width_ = std::max(max_halo_width_, w);
   comm_forward = comm_reverse = max_halo_width_;
   halo_ = std::make_unique<HaloExchange>(lmp, this, graph_, max_halo_width_);
+  monitor_.configure(info, extrapolation_tolerance_, ENERGY_FRACTION);
 
   if (comm->me == 0) {
     std::string msg = fmt::format("pair_style mlff: model '{}'\n", model_path_);
@@ -214,6 +236,15 @@ void PairMLFF::coeff(int narg, char **arg)
                            : std::string("not supported by this model (redundant ghosts on several ranks)"));
     msg += fmt::format("  species ({}): {}\n", species.size(), join(species));
     msg += fmt::format("  format {} v{}, exported by mlff {}\n", info.format, info.format_version, info.mlff_version);
+    msg += monitor_.has_range()
+        ? fmt::format("  training range recorded: extrapolation {} (pairs closer than their training "
+                      "minimum - {} Angstrom, atomic energies outside their range +- {}%)\n",
+                      extrapolation_ == Extrapolation::WARN    ? "warnings"
+                          : extrapolation_ == Extrapolation::ERROR ? "stops the run"
+                                                                   : "checks off",
+                      extrapolation_tolerance_, 100 * ENERGY_FRACTION)
+        : std::string("  no training range in the metadata (exported before mlff recorded it): no "
+                      "extrapolation warnings\n");
     msg += "  LAMMPS type -> element -> model species index\n";
     for (int t = 1; t <= ntypes; ++t)
       msg += fmt::format("  {:>11d} -> {:<7s} -> {}\n", t, type2element_[t], type2species_[t]);
@@ -477,8 +508,13 @@ void PairMLFF::compute(int eflag, int vflag)
 
   // In halo mode every rank takes part in every exchange, also one that owns no
   // atoms (an empty subdomain may still relay ghosts between its neighbours).
-  // The other modes communicate nothing inside the model call.
-  if (nlocal == 0 && mode_ != Mode::HALO) return;
+  // The other modes communicate nothing inside the model call (but every rank takes
+  // part in the sum of training-range excursions).
+  const bool check_range = extrapolation_ != Extrapolation::OFF && monitor_.has_range();
+  if (nlocal == 0 && mode_ != Mode::HALO) {
+    if (check_range) report_excursion(Excursion());
+    return;
+  }
 
   if (!graph_.build(atom, list, mode_, r_max_, type2species_, neighbor->ago == 0))
     error->one(FLERR,
@@ -486,6 +522,9 @@ void PairMLFF::compute(int eflag, int vflag)
                "MPI rank in {} mode)",
                atom->tag_enable ? static_cast<bigint>(atom->tag[graph_.unmapped_atom()]) : -1,
                mode_description(mode_));
+
+  Excursion excursion = monitor_.check_edges(graph_);
+  check_same_position(excursion);
 
   // ---- model call ----------------------------------------------------------
   const double t1 = wall_seconds();
@@ -517,11 +556,84 @@ void PairMLFF::compute(int eflag, int vflag)
                  model_path_, halo_->n_forward, halo_->n_reverse, expected);
   }
 
-  if (info.direct_forces)
+  if (info.direct_forces) {
+    check_finite(out.forces, out.n_forces, "forces");
     apply_direct_forces(out.forces, out.n_forces);
-  else
+  } else {
+    check_finite(out.atomic_energy, out.n_atomic_energy, "atomic energies");
+    check_finite(out.edge_grad, out.n_edge_grad, "energy gradients (forces)");
     apply_energies_and_gradients(out.atomic_energy, out.n_atomic_energy, out.edge_grad, out.n_edge_grad);
+    monitor_.check_energies(graph_, out.atomic_energy, excursion);
+  }
+  if (check_range) report_excursion(excursion);
   t_forces_ += wall_seconds() - t2;
+}
+
+// Two atoms at (nearly) the same position: no potential is defined there.
+void PairMLFF::check_same_position(const Excursion &ex)
+{
+  if (ex.same_i < 0) return;
+  const auto id = [&](int i) { return atom->tag_enable ? static_cast<bigint>(atom->tag[i]) : bigint(i); };
+  error->one(FLERR,
+             "pair_style mlff: atoms {} and {} are at the same position ({:.3g} Angstrom apart) at step {}: "
+             "no potential is defined there (overlapping atoms in the data file, or a blown-up run)",
+             id(ex.same_i), id(ex.same_j), ex.same_distance, update->ntimestep);
+}
+
+// NaN or inf from the model: stop instead of integrating them.
+void PairMLFF::check_finite(const double *values, int64_t n, const char *what)
+{
+  for (int64_t k = 0; k < n; ++k)
+    if (!std::isfinite(values[k]))
+      error->one(FLERR,
+                 "pair_style mlff: model '{}' returned non-finite {} at step {} on MPI rank {} (value {} "
+                 "of {}); the structure is probably far outside its training data (see the "
+                 "extrapolation warnings, if any)",
+                 model_path_, what, update->ntimestep, comm->me, k, n);
+}
+
+// Sum this step's training-range excursions over the ranks; warn (rate-limited),
+// stop (extrapolation error), and keep totals for finish().
+void PairMLFF::report_excursion(const Excursion &ex)
+{
+  double counts[2] = {static_cast<double>(ex.n_pairs), static_cast<double>(ex.n_energies)};
+  MPI_Allreduce(MPI_IN_PLACE, counts, 2, MPI_DOUBLE, MPI_SUM, world);
+  if (counts[0] == 0.0 && counts[1] == 0.0) return;
+
+  struct {
+    double value;
+    int rank;
+  } worst{ex.worst_excess, comm->me};
+  MPI_Allreduce(MPI_IN_PLACE, &worst, 1, MPI_DOUBLE_INT, MPI_MAXLOC, world);
+  double detail[2] = {static_cast<double>(ex.worst_pair), ex.worst_distance};
+  MPI_Bcast(detail, 2, MPI_DOUBLE, worst.rank, world);
+  const int pair = static_cast<int>(detail[0]);
+
+  ++steps_outside_;
+  pairs_outside_ += static_cast<long>(counts[0]);
+  energies_outside_ += static_cast<long>(counts[1]);
+  if (first_step_outside_ < 0) first_step_outside_ = update->ntimestep;
+  if (pair >= 0 && worst.value > worst_excess_) {
+    worst_excess_ = worst.value;
+    worst_pair_ = pair;
+    worst_distance_ = detail[1];
+    worst_step_ = update->ntimestep;
+  }
+  std::string what;
+  if (counts[0] > 0)
+    what = fmt::format("{:.0f} pair(s) closer than in training (closest {} at {:.3f} Angstrom, training "
+                       "minimum {:.3f})",
+                       counts[0], monitor_.pair_name(pair), detail[1], monitor_.min_distance(pair));
+  if (counts[1] > 0)
+    what += fmt::format("{}{:.0f} atomic energies outside the training range", what.empty() ? "" : "; ",
+                        counts[1]);
+  if (extrapolation_ == Extrapolation::ERROR)
+    error->all(FLERR, "pair_style mlff: step {}: model '{}' outside its training range: {} (extrapolation error)",
+               update->ntimestep, model_path_, what);
+  if (comm->me == 0 && steps_outside_ <= MAX_WARNINGS)
+    error->warning(FLERR, "pair_style mlff: step {}: outside the training range: {}{}", update->ntimestep, what,
+                   steps_outside_ == MAX_WARNINGS ? " (further warnings suppressed; totals at the end of the run)"
+                                                  : "");
 }
 
 // error->one aborts the whole run (MPI_Abort): ranks waiting in a halo exchange for
@@ -651,6 +763,21 @@ void PairMLFF::finish()
       utils::logmesg(lmp, msg);
     }
   }
+  if (steps_outside_ > 0 && comm->me == 0)
+    utils::logmesg(lmp,
+                   "pair_style mlff: outside the training range in {} of {} model calls (first at step {}): {} "
+                   "pair(s) closer than their training minimum - {} Angstrom{}, {} atomic energies outside "
+                   "the training range\n",
+                   steps_outside_, calls, first_step_outside_, pairs_outside_, extrapolation_tolerance_,
+                   worst_pair_ >= 0 ? fmt::format(" (closest {} at {:.3f} Angstrom vs {:.3f}, step {})",
+                                                  monitor_.pair_name(worst_pair_), worst_distance_,
+                                                  monitor_.min_distance(worst_pair_), worst_step_)
+                                    : std::string(),
+                   energies_outside_);
+  steps_outside_ = pairs_outside_ = energies_outside_ = 0;
+  first_step_outside_ = worst_step_ = -1;
+  worst_excess_ = worst_distance_ = 0.0;
+  worst_pair_ = -1;
   t_graph_ = t_model_ = t_forces_ = 0.0;
   if (halo_) halo_->seconds = 0.0;
   sum_nodes_ = sum_edges_ = sum_local_ = 0.0;

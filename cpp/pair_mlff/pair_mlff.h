@@ -1,6 +1,6 @@
 // pair_style mlff: machine-learned force fields exported by mlff (TorchScript).
 //
-//   pair_style mlff [halo|redundant]
+//   pair_style mlff [halo|redundant] [extrapolation warn|error|off] [tolerance D]
 //   pair_coeff * * model.pt El_1 El_2 ... El_ntypes
 //
 // The model contract (inputs, outputs, metadata) is docs/model_interface.md; the
@@ -9,13 +9,15 @@
 //                 compute, comm callbacks), as in LAMMPS's own pair styles;
 //   mlff_graph.*  neighbour list -> nodes and edges, for each parallel mode;
 //   mlff_model.*  loading the model, its metadata, device, threads, the call itself;
-//   mlff_halo.*   the per-layer halo exchange through LAMMPS communication.
+//   mlff_halo.*   the per-layer halo exchange through LAMMPS communication;
+//   mlff_extrapolation.*  the training-range checks (warnings, same-position atoms).
 // This header includes no torch headers: only the model runner compiles libtorch's.
 #ifndef MLFF_PAIR_MLFF_H
 #define MLFF_PAIR_MLFF_H
 
 #include "pair.h"
 
+#include "mlff_extrapolation.h"
 #include "mlff_graph.h"
 
 #include <cstdint>
@@ -57,6 +59,9 @@ class PairMLFF : public Pair {
   void choose_mode();
   void check_box() const;
   [[noreturn]] void model_call_failed(const std::string &what, bool out_of_memory);
+  void check_same_position(const MLFF::Excursion &ex);
+  void check_finite(const double *values, int64_t n, const char *what);
+  void report_excursion(const MLFF::Excursion &ex);
   void apply_direct_forces(const double *forces, int64_t n);
   void apply_energies_and_gradients(const double *atomic_energy, int64_t n_energy, const double *edge_grad,
                                     int64_t n_grad);
@@ -75,6 +80,19 @@ class PairMLFF : public Pair {
   // LAMMPS type (1..ntypes) -> index into metadata["species"]; [0] unused
   std::vector<int64_t> type2species_;
   std::vector<std::string> type2element_;
+
+  // Training-range checks (mlff_extrapolation.h): warn (the first max_warnings steps,
+  // then a count in finish()), error, or off.
+  enum class Extrapolation { WARN, ERROR, OFF };
+  Extrapolation extrapolation_ = Extrapolation::WARN;
+  double extrapolation_tolerance_ = 0.1;    // Å below the training minimum
+  static constexpr double ENERGY_FRACTION = 0.1;
+  static constexpr int MAX_WARNINGS = 10;
+  MLFF::ExtrapolationMonitor monitor_;
+  long steps_outside_ = 0, pairs_outside_ = 0, energies_outside_ = 0;
+  bigint first_step_outside_ = -1, worst_step_ = -1;
+  double worst_excess_ = 0.0, worst_distance_ = 0.0;
+  int worst_pair_ = -1;
 
   int max_halo_width_ = 0;              // comm_forward = comm_reverse
   double saved_cutghostuser_ = -1.0;    // user's comm cutoff before redundant mode raised it
