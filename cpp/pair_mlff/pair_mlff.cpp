@@ -116,6 +116,7 @@ PairMLFF::PairMLFF(LAMMPS *lmp) : Pair(lmp)
 
 PairMLFF::~PairMLFF()
 {
+  committee_.close_file();
   if (saved_cutghostuser_ >= 0.0 && comm) comm->cutghostuser = saved_cutghostuser_;
   if (allocated) {
     memory->destroy(setflag);
@@ -135,6 +136,7 @@ void PairMLFF::allocate()
 
 /* ----------------------------------------------------------------------
    pair_style mlff [halo|redundant] [extrapolation warn|error|off] [tolerance D]
+                   [devi FILE [every N]]
 ------------------------------------------------------------------------- */
 
 void PairMLFF::settings(int narg, char **arg)
@@ -142,8 +144,11 @@ void PairMLFF::settings(int narg, char **arg)
   requested_mode_ = Mode::AUTO;
   extrapolation_ = Extrapolation::WARN;
   extrapolation_tolerance_ = 0.1;
+  devi_path_.clear();
+  devi_every_ = 1;
   const std::string usage = "expected: pair_style mlff [halo|redundant] [extrapolation warn|error|off] "
-                            "[tolerance D]. Give the model with: pair_coeff * * model.pt El1 El2 ...";
+                            "[tolerance D] [devi FILE [every N]]. Give the model with: pair_coeff * * model.pt "
+                            "El1 El2 ...";
   for (int k = 0; k < narg; ++k) {
     const std::string word = arg[k];
     if (word == "halo" || word == "redundant") {
@@ -158,6 +163,13 @@ void PairMLFF::settings(int narg, char **arg)
         extrapolation_ = Extrapolation::OFF;
       else
         error->all(FLERR, "Illegal pair_style mlff command: extrapolation '{}' is not warn, error or off", value);
+    } else if (word == "devi" && k + 1 < narg) {
+      devi_path_ = arg[++k];
+      if (k + 2 < narg && strcmp(arg[k + 1], "every") == 0) {
+        devi_every_ = utils::bnumeric(FLERR, arg[k + 2], false, lmp);
+        if (devi_every_ < 1) error->all(FLERR, "Illegal pair_style mlff command: devi ... every N needs N >= 1");
+        k += 2;
+      }
     } else if (word == "tolerance" && k + 1 < narg) {
       extrapolation_tolerance_ = utils::numeric(FLERR, arg[++k], false, lmp);
       if (!(extrapolation_tolerance_ >= 0.0))
@@ -218,9 +230,22 @@ void PairMLFF::coeff(int narg, char **arg)
   // here already (not only in init_style): LAMMPS sizes its buffers from these.
   max_halo_width_ = 0;
   for (int w : info.halo_widths) max_halo_width_ = std::max(max_halo_width_, w);
-  comm_forward = comm_reverse = max_halo_width_;
+  committee_on_ = info.committee > 0;
+  committee_.configure(info.committee, !info.direct_forces);
+  comm_forward = max_halo_width_;
+  comm_reverse = std::max(max_halo_width_, committee_on_ ? committee_.width() : 0);
   halo_ = std::make_unique<HaloExchange>(lmp, this, graph_, max_halo_width_);
   monitor_.configure(info, extrapolation_tolerance_, ENERGY_FRACTION);
+  if (!devi_path_.empty() && !committee_on_)
+    error->all(FLERR, "pair_style mlff devi {}: model '{}' is not a committee (mlff train --committee N, then "
+               "mlff-deploy of the run directory)", devi_path_, model_path_);
+  if (committee_on_ && !devi_path_.empty() && comm->me == 0) {
+    try {
+      committee_.open_file(devi_path_);
+    } catch (const std::exception &e) {
+      error->one(FLERR, "pair_style mlff: cannot write the model-deviation file '{}': {}", devi_path_, e.what());
+    }
+  }
 
   if (comm->me == 0) {
     std::string msg = fmt::format("pair_style mlff: model '{}'\n", model_path_);
@@ -234,6 +259,13 @@ void PairMLFF::coeff(int narg, char **arg)
                            ? (widths.empty() ? std::string("none (strictly local)")
                                              : fmt::format("{} x widths [{}]", widths.size(), join(widths, ", ")))
                            : std::string("not supported by this model (redundant ghosts on several ranks)"));
+    if (committee_on_)
+      msg += fmt::format("  committee of {} models: mean forces and energies; per-atom deviations for compute "
+                         "mlff/uncertainty/atom{}\n",
+                         info.committee,
+                         devi_path_.empty() ? std::string()
+                                            : fmt::format("; model deviation every {} steps to '{}'", devi_every_,
+                                                          devi_path_));
     msg += fmt::format("  species ({}): {}\n", species.size(), join(species));
     msg += fmt::format("  format {} v{}, exported by mlff {}\n", info.format, info.format_version, info.mlff_version);
     msg += monitor_.has_range()
@@ -373,7 +405,8 @@ void PairMLFF::init_style()
     }
     neighbor->add_request(this, NeighConst::REQ_FULL);
   }
-  comm_forward = comm_reverse = max_halo_width_;
+  comm_forward = max_halo_width_;
+  comm_reverse = std::max(max_halo_width_, committee_on_ ? committee_.width() : 0);
   check_box();
 
   if (model_->info().direct_forces && comm->me == 0)
@@ -513,6 +546,7 @@ void PairMLFF::compute(int eflag, int vflag)
   const bool check_range = extrapolation_ != Extrapolation::OFF && monitor_.has_range();
   if (nlocal == 0 && mode_ != Mode::HALO) {
     if (check_range) report_excursion(Excursion());
+    if (committee_on_) committee_deviations(nullptr, nullptr, nullptr);    // collective
     return;
   }
 
@@ -566,7 +600,29 @@ void PairMLFF::compute(int eflag, int vflag)
     monitor_.check_energies(graph_, out.atomic_energy, excursion);
   }
   if (check_range) report_excursion(excursion);
+  if (committee_on_) committee_deviations(out.member_forces, out.member_atomic_energy, out.member_virial);
   t_forces_ += wall_seconds() - t2;
+}
+
+// Per-atom committee deviations: the members' node forces go onto LAMMPS atoms, ghost
+// rows are summed onto their owners (energy models; a direct-force model's ghost rows
+// belong to their owners' own predictions and are dropped), then the deviations and
+// their sums over the ranks; the devi file every devi_every_ steps.
+void PairMLFF::committee_deviations(const double *member_forces, const double *member_energy,
+                                    const double *member_virial)
+{
+  const int nall = atom->nlocal + atom->nghost;
+  const bool direct = model_->info().direct_forces;
+  committee_.scatter(graph_, member_forces, nall, direct);
+  if (!direct && mode_ != Mode::OWNER) {
+    reverse_committee_ = true;
+    comm->reverse_comm(this, committee_.width());
+    reverse_committee_ = false;
+  }
+  committee_.reduce(graph_, member_forces, atom->nlocal, atom->nmax, member_energy, member_virial, world);
+  committee_step_ = update->ntimestep;
+  if (comm->me == 0 && !devi_path_.empty() && update->ntimestep % devi_every_ == 0)
+    committee_.write_line(update->ntimestep);
 }
 
 // Two atoms at (nearly) the same position: no potential is defined there.
@@ -800,12 +856,15 @@ void PairMLFF::unpack_forward_comm(int n, int first, double *buf)
 
 int PairMLFF::pack_reverse_comm(int n, int first, double *buf)
 {
-  return halo_->pack_reverse(n, first, buf);
+  return reverse_committee_ ? committee_.pack_reverse(n, first, buf) : halo_->pack_reverse(n, first, buf);
 }
 
 void PairMLFF::unpack_reverse_comm(int n, int *list, double *buf)
 {
-  halo_->unpack_reverse(n, list, buf);
+  if (reverse_committee_)
+    committee_.unpack_reverse(n, list, buf);
+  else
+    halo_->unpack_reverse(n, list, buf);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -815,6 +874,7 @@ double PairMLFF::memory_usage()
   double bytes = Pair::memory_usage();
   bytes += graph_.memory_usage();
   if (halo_) bytes += halo_->memory_usage();
+  bytes += committee_.memory_usage();
   return bytes;
 }
 

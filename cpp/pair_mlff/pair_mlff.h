@@ -1,6 +1,7 @@
 // pair_style mlff: machine-learned force fields exported by mlff (TorchScript).
 //
 //   pair_style mlff [halo|redundant] [extrapolation warn|error|off] [tolerance D]
+//                   [devi FILE [every N]]
 //   pair_coeff * * model.pt El_1 El_2 ... El_ntypes
 //
 // The model contract (inputs, outputs, metadata) is docs/model_interface.md; the
@@ -10,13 +11,16 @@
 //   mlff_graph.*  neighbour list -> nodes and edges, for each parallel mode;
 //   mlff_model.*  loading the model, its metadata, device, threads, the call itself;
 //   mlff_halo.*   the per-layer halo exchange through LAMMPS communication;
-//   mlff_extrapolation.*  the training-range checks (warnings, same-position atoms).
+//   mlff_extrapolation.*  the training-range checks (warnings, same-position atoms);
+//   mlff_committee.*  deviations of a committee file's members (and the devi file);
+//   compute_mlff_uncertainty.*  compute mlff/uncertainty/atom, which reads them.
 // This header includes no torch headers: only the model runner compiles libtorch's.
 #ifndef MLFF_PAIR_MLFF_H
 #define MLFF_PAIR_MLFF_H
 
 #include "pair.h"
 
+#include "mlff_committee.h"
 #include "mlff_extrapolation.h"
 #include "mlff_graph.h"
 
@@ -52,6 +56,11 @@ class PairMLFF : public Pair {
 
   using Mode = MLFF::Mode;
 
+  // committee deviations of the last step (compute mlff/uncertainty/atom); null
+  // when the model is not a committee
+  const MLFF::CommitteeDeviation *committee() const { return committee_on_ ? &committee_ : nullptr; }
+  bigint committee_step() const { return committee_step_; }
+
  protected:
   void allocate();
   void load_model(const std::string &path);
@@ -62,6 +71,8 @@ class PairMLFF : public Pair {
   void check_same_position(const MLFF::Excursion &ex);
   void check_finite(const double *values, int64_t n, const char *what);
   void report_excursion(const MLFF::Excursion &ex);
+  void committee_deviations(const double *member_forces, const double *member_atomic_energy,
+                            const double *member_virial);
   void apply_direct_forces(const double *forces, int64_t n);
   void apply_energies_and_gradients(const double *atomic_energy, int64_t n_energy, const double *edge_grad,
                                     int64_t n_grad);
@@ -94,7 +105,15 @@ class PairMLFF : public Pair {
   double worst_excess_ = 0.0, worst_distance_ = 0.0;
   int worst_pair_ = -1;
 
-  int max_halo_width_ = 0;              // comm_forward = comm_reverse
+  // committee files: per-atom deviations every step, the devi file every devi_every_ steps
+  MLFF::CommitteeDeviation committee_;
+  bool committee_on_ = false;
+  bigint committee_step_ = -1;
+  std::string devi_path_;
+  bigint devi_every_ = 1;
+  bool reverse_committee_ = false;    // the reverse comm in progress carries committee forces
+
+  int max_halo_width_ = 0;              // comm_forward
   double saved_cutghostuser_ = -1.0;    // user's comm cutoff before redundant mode raised it
 
   // Timing since the last finish(): seconds, summed over steps (per rank).

@@ -17,6 +17,7 @@ import torch
 from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 
+from .committee import deviations
 from .deploy import load_deployed
 from .errors import DataError, DataWarning, ModelEvaluationError
 from .extrapolation import TrainingRange, same_position_pairs
@@ -43,7 +44,10 @@ def predict(module: torch.jit.ScriptModule, meta: dict[str, Any], atoms: Atoms,
     """Energy (eV), forces ``[n, 3]`` (eV/Å), atomic energies ``[n]`` (eV), virial
     ``[3, 3]`` (eV) and, for periodic cells, stress ``[3, 3]`` (eV/Å³, ASE sign) of ``atoms``.
 
-    For a direct-force model only ``forces`` is returned (it has no energy).
+    For a direct-force model only ``forces`` is returned (it has no energy). A committee
+    (metadata ``committee``) adds its deviations (:func:`mlff.committee.deviations`:
+    ``force_deviation`` and ``force_deviation_max`` ``[n]`` eV/Å, ``energy_deviation_atom``
+    ``[n]`` eV, ``energy_deviation`` eV/atom).
     ``graph``: a precomputed ``(edge_index, edge_vec)`` of ``atoms`` (else built here).
 
     Raises ``DataError`` if an element is not among the model's species or two atoms are
@@ -58,10 +62,15 @@ def predict(module: torch.jit.ScriptModule, meta: dict[str, Any], atoms: Atoms,
     dtype = getattr(torch, meta["dtype"])
     species = torch.as_tensor(species_indices(atoms, meta["species"]))
     out = module(species, torch.as_tensor(edge_index), torch.as_tensor(edge_vec, dtype=dtype))
+    committee = {}
+    if meta.get("committee"):
+        member_energy = out.get("member_atomic_energy")
+        committee = deviations(out["member_forces"].detach().double().numpy(),
+                               None if member_energy is None else member_energy.detach().double().numpy())
     if meta.get("direct_forces", False):
         forces = out["forces"].detach().double().numpy()
         _require_finite(forces, "forces")
-        return {"forces": forces}
+        return {"forces": forces, **committee}
     atomic_energy = out["atomic_energy"].detach().double().numpy()
     g = out["edge_grad"].detach().double().numpy()
     _require_finite(atomic_energy, "atomic energies")
@@ -71,10 +80,13 @@ def predict(module: torch.jit.ScriptModule, meta: dict[str, Any], atoms: Atoms,
     np.add.at(forces, edge_index[1], -g)
     virial = -edge_vec.T @ g
     result = {"energy": float(atomic_energy.sum()), "forces": forces, "energies": atomic_energy,
-              "virial": 0.5 * (virial + virial.T)}
+              "virial": 0.5 * (virial + virial.T), **committee}
     if np.all(atoms.pbc):
         result["stress"] = -result["virial"] / atoms.get_volume()
     return result
+
+
+COMMITTEE_RESULTS = ("force_deviation", "force_deviation_max", "energy_deviation_atom", "energy_deviation")
 
 
 class MLFFCalculator(Calculator):
@@ -84,6 +96,11 @@ class MLFFCalculator(Calculator):
     ``forces`` (eV/Å), ``energies`` (per atom, eV) and, for periodic cells,
     ``stress`` (eV/Å³, Voigt). A direct-force model provides ``forces`` only; asking
     for its energy raises ASE's ``PropertyNotImplementedError``.
+
+    A committee file (``mlff train --committee N``) also gives, in ``results`` after a
+    calculation, ``force_deviation``, ``force_deviation_max`` (per atom, eV/Å),
+    ``energy_deviation_atom`` (per atom, eV) and ``energy_deviation`` (eV/atom): the
+    spread of its members (:mod:`mlff.committee`).
 
     Structures outside the model's training range (:mod:`mlff.extrapolation`: pairs
     closer than in training, atomic energies outside the trained range) give a
@@ -100,6 +117,8 @@ class MLFFCalculator(Calculator):
         self.model_path = str(model)
         if self.metadata.get("direct_forces", False):
             self.implemented_properties = ["forces"]
+        if self.metadata.get("committee"):
+            self.implemented_properties = self.implemented_properties + list(COMMITTEE_RESULTS)
         self.training_range = TrainingRange(self.metadata)
         self.max_warnings = max_warnings
         self.extrapolation_count = 0
@@ -118,11 +137,12 @@ class MLFFCalculator(Calculator):
                     if self.extrapolation_count == self.max_warnings else ""
                 warnings.warn(f"{self.model_path}: structure outside the training range: {excursion.message()}"
                               f"{last}", DataWarning, stacklevel=2)
+        deviation = {k: res[k] for k in COMMITTEE_RESULTS if k in res}
         if self.metadata.get("direct_forces", False):
-            self.results = {"forces": res["forces"]}
+            self.results = {"forces": res["forces"], **deviation}
             return
         self.results = {"energy": res["energy"], "free_energy": res["energy"], "forces": res["forces"],
-                        "energies": res["energies"]}
+                        "energies": res["energies"], **deviation}
         if "stress" in res:
             s = res["stress"]
             self.results["stress"] = np.array([s[0, 0], s[1, 1], s[2, 2], s[1, 2], s[0, 2], s[0, 1]])

@@ -105,6 +105,34 @@ def halo_widths(model: nn.Module) -> list[int] | None:
     return [int(w) for w in widths]
 
 
+def _prepared(model: EnergyModel, dtype: torch.dtype, tabulate: bool, table_tolerance: float):
+    """A copy of ``model`` in eval mode, radial networks tabulated if asked, cast to ``dtype``,
+    and the metadata ``radial_tables`` entry."""
+    model = copy.deepcopy(model).eval()
+    tables = model.tabulate_radial(table_tolerance) if tabulate else []
+    info = None if not tables else {
+        "tolerance": table_tolerance, "n_intervals": [t.n_intervals for t in tables],
+        "error": max(t.error for t in tables), "error_derivative": max(t.error_derivative for t in tables)}
+    return model.to(dtype), info
+
+
+def _write(scripted: torch.jit.ScriptModule, meta: dict[str, Any], path: str | Path) -> None:
+    """Save ``scripted`` with ``metadata.json`` atomically (temporary file, then rename)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"output {path} is a directory; give a file name, e.g. {path / 'model.pt'}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.jit.save(scripted, tmp, _extra_files={"metadata.json": json.dumps(meta)})
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def export_model(model: EnergyModel, path: str | Path, dtype: torch.dtype = torch.float64,
                  tabulate: bool = False, table_tolerance: float = 1e-8,
                  training_range: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -122,30 +150,57 @@ def export_model(model: EnergyModel, path: str | Path, dtype: torch.dtype = torc
     Raises ``ConfigError`` if ``tabulate`` is asked of a model without radial networks,
     or if ``path`` is a directory.
     """
-    model = copy.deepcopy(model).eval()
-    tables = model.tabulate_radial(table_tolerance) if tabulate else []
-    model = model.to(dtype)
+    model, tables = _prepared(model, dtype, tabulate, table_tolerance)
     meta = metadata_for(model, dtype)
     meta["training_range"] = training_range
-    meta["radial_tables"] = None if not tables else {
-        "tolerance": table_tolerance, "n_intervals": [t.n_intervals for t in tables],
-        "error": max(t.error for t in tables), "error_derivative": max(t.error_derivative for t in tables)}
+    meta["radial_tables"] = tables
     wrapper = DeployedForceField if meta["direct_forces"] else DeployedPotential
-    scripted = torch.jit.script(wrapper(model.for_export()))
-    path = Path(path)
-    if path.is_dir():
-        raise ConfigError(f"output {path} is a directory; give a file name, e.g. {path / 'model.pt'}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.jit.save(scripted, tmp, _extra_files={"metadata.json": json.dumps(meta)})
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    _write(torch.jit.script(wrapper(model.for_export())), meta, path)
     return meta
+
+
+def export_committee(models: list[EnergyModel], path: str | Path, dtype: torch.dtype = torch.float64,
+                     tabulate: bool = False, table_tolerance: float = 1e-8,
+                     training_range: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Script a committee of ``models`` (:mod:`mlff.committee`) into one file at ``path``:
+    metadata as :func:`export_model` from the first member, plus ``committee`` = the number
+    of members; ``halo_widths`` lists every member's exchanges in call order. Raises
+    ``ConfigError`` if the members differ in kind, species, ``r_max`` or force type."""
+    from .committee import DeployedCommittee, DeployedForceCommittee, check_members
+
+    check_members(models)
+    prepared = [_prepared(m, dtype, tabulate, table_tolerance) for m in models]
+    members = [m for m, _ in prepared]
+    meta = metadata_for(members[0], dtype)
+    meta["committee"] = len(members)
+    widths = meta["halo_widths"]
+    meta["halo_widths"] = None if widths is None else widths * len(members)
+    meta["training_range"] = training_range
+    tables = [t for _, t in prepared if t]
+    meta["radial_tables"] = None if not tables else {
+        "tolerance": table_tolerance, "n_intervals": [n for t in tables for n in t["n_intervals"]],
+        "error": max(t["error"] for t in tables), "error_derivative": max(t["error_derivative"] for t in tables)}
+    wrapper = DeployedForceCommittee if meta["direct_forces"] else DeployedCommittee
+    _write(torch.jit.script(wrapper([m.for_export() for m in members])), meta, path)
+    return meta
+
+
+def merged_training_range(ranges: list[dict[str, Any] | None]) -> dict[str, Any] | None:
+    """The training range of a committee: the shortest distance of each pair over the
+    members' records, the widest atomic-energy ranges, one periodicity (or "mixed")."""
+    ranges = [r for r in ranges if r]
+    if not ranges:
+        return None
+    out: dict[str, Any] = {"pair_min_distance": {}, "atomic_energy": {}}
+    for r in ranges:
+        for key, d in (r.get("pair_min_distance") or {}).items():
+            out["pair_min_distance"][key] = min(d, out["pair_min_distance"].get(key, d))
+        for s, (lo, hi) in (r.get("atomic_energy") or {}).items():
+            old = out["atomic_energy"].get(s, [lo, hi])
+            out["atomic_energy"][s] = [min(lo, old[0]), max(hi, old[1])]
+    kinds = {r.get("periodic") for r in ranges}
+    out["periodic"] = kinds.pop() if len(kinds) == 1 else "mixed"
+    return out
 
 
 def is_training_checkpoint(path: str | Path) -> bool:
@@ -187,11 +242,36 @@ def load_deployed(path: str | Path) -> tuple[torch.jit.ScriptModule, dict[str, A
     return module, meta
 
 
+def checkpoint_files(paths: list[Path]) -> list[Path]:
+    """The checkpoints named by ``mlff-deploy``'s arguments: files as given; a directory
+    gives its ``member_*/best.ckpt`` (a committee run) or else its ``best.ckpt``.
+    ``ModelFileError`` for a directory with neither."""
+    out = []
+    for path in paths:
+        if path.is_dir():
+            members = sorted(path.glob("member_*/best.ckpt"), key=lambda p: int(p.parent.name.split("_")[1]))
+            if members:
+                out += members
+            elif (path / "best.ckpt").is_file():
+                out.append(path / "best.ckpt")
+            else:
+                raise ModelFileError(f"{path} is a directory without best.ckpt or member_*/best.ckpt")
+        else:
+            out.append(path)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     from .train.checkpoint import load_checkpoint, model_from_record
 
-    parser = argparse.ArgumentParser(prog="mlff-deploy", description="Export a checkpoint to a TorchScript model for LAMMPS (pair_style mlff) and Python.")
-    parser.add_argument("checkpoint", help="training checkpoint, e.g. DIR/best.ckpt")
+    parser = argparse.ArgumentParser(
+        prog="mlff-deploy",
+        description="Export a checkpoint to a TorchScript model for LAMMPS (pair_style mlff) and Python. Several "
+                    "checkpoints, or a committee run directory (mlff train --committee N), give one committee "
+                    "file: mean predictions plus per-atom force and energy deviations.")
+    parser.add_argument("checkpoint", nargs="+",
+                        help="training checkpoint(s), e.g. DIR/best.ckpt; or a run directory (its best.ckpt, or "
+                             "for a committee run every member_*/best.ckpt)")
     parser.add_argument("-o", "--output", required=True, help="output model file, e.g. model.pt")
     parser.add_argument("--dtype", choices=["float64", "float32"], default="float64",
                         help="precision of the deployed model (default float64)")
@@ -203,17 +283,25 @@ def main(argv: list[str] | None = None) -> int:
                         help="largest relative error of the tables in values and derivatives (default 1e-8)")
     args = parser.parse_args(argv)
     try:
-        source, output = Path(args.checkpoint), Path(args.output)
-        if output.exists() and source.exists() and os.path.samefile(source, output):
-            raise ConfigError(f"output {output} is the checkpoint itself: writing it would destroy the checkpoint; "
-                              f"give another file name, e.g. {output.with_suffix('.pt')}")
-        record = load_checkpoint(source)
-        model = model_from_record(record)
-        meta = export_model(model, output, getattr(torch, args.dtype), args.tabulate, args.table_tolerance,
-                            training_range=record.get("training_range"))
+        sources, output = checkpoint_files([Path(c) for c in args.checkpoint]), Path(args.output)
+        for source in sources:
+            if output.exists() and source.exists() and os.path.samefile(source, output):
+                raise ConfigError(f"output {output} is the checkpoint {source} itself: writing it would destroy the "
+                                  f"checkpoint; give another file name, e.g. {output.with_suffix('.pt')}")
+        records = [load_checkpoint(source) for source in sources]
+        models = [model_from_record(r) for r in records]
+        dtype = getattr(torch, args.dtype)
+        if len(models) == 1:
+            meta = export_model(models[0], output, dtype, args.tabulate, args.table_tolerance,
+                                training_range=records[0].get("training_range"))
+        else:
+            meta = export_committee(models, output, dtype, args.tabulate, args.table_tolerance,
+                                    training_range=merged_training_range([r.get("training_range") for r in records]))
     except MLFFError as exc:
         print(f"mlff-deploy: error: {exc}", file=sys.stderr)
         return 2
+    if meta.get("committee"):
+        print(f"mlff-deploy: committee of {meta['committee']} models from {', '.join(map(str, sources))}")
     print(f"mlff-deploy: wrote {args.output} ({meta['model_kind']}, species {meta['species']}, "
           f"r_max {meta['r_max']} Å, {meta['n_message_passing']} message-passing layers, {meta['dtype']})")
     if meta["radial_tables"]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 from pathlib import Path
 
@@ -31,6 +32,11 @@ def register(subparsers) -> None:
                         "budgets, device and threads can)")
     p.add_argument("--overwrite", action="store_true",
                    help="start a new run in --out even if it holds checkpoints (they are replaced)")
+    p.add_argument("--committee", type=int, metavar="N",
+                   help="train N models that differ in seed (and data order) in --out/member_0 ... member_N-1; "
+                        "'mlff-deploy OUT -o committee.pt' then writes one file with the mean and per-atom deviations")
+    p.add_argument("--committee-resplit", action="store_true",
+                   help="committee members also differ in their validation split (default: the same split)")
     p.add_argument("--strict", action="store_true",
                    help="stop if the data check (see 'mlff data check') finds anything, instead of warning")
     p.add_argument("--epochs", type=int)
@@ -79,14 +85,15 @@ def _check_out_dir(out: Path) -> None:
         raise ConfigError(f"--out {out} cannot be written: {exc.strerror or exc}") from None
 
 
-def _resume(args: argparse.Namespace, overrides: dict) -> Trainer:
+def _resume(out: Path, args: argparse.Namespace, overrides: dict, member: int = 0) -> Trainer:
     """The trainer of the run in ``--out``; ``ConfigError`` if options given now (flags or
     ``--config``) contradict its configuration, except those in ``RESUMABLE``."""
-    for stale in sorted(args.out.glob("*.ckpt.*.tmp")):  # a kill during a checkpoint write left it
+    for stale in sorted(out.glob("*.ckpt.*.tmp")):  # a kill during a checkpoint write left it
         stale.unlink()
         print(f"mlff train: removed {stale}, left by a checkpoint write that was interrupted")
-    trainer = Trainer.resume(args.out, {k: overrides[k] for k in RESUMABLE})
+    trainer = Trainer.resume(out, {k: overrides[k] for k in RESUMABLE})
     asked = TrainConfig.from_sources(args.config, overrides)
+    asked.seed += member  # committee member `member` was started with seed + member
     given = {k for k, v in overrides.items() if v is not None} | set(_yaml_keys(args.config))
     conflicts = [f"{name}: checkpoint {getattr(trainer.config, name)!r}, given {getattr(asked, name)!r}"
                  for name in sorted(given - set(RESUMABLE) - {"model_params"})
@@ -96,7 +103,7 @@ def _resume(args: argparse.Namespace, overrides: dict) -> Trainer:
                   for name, value in _model_params(args, asked.model_params).items()
                   if stored_params.get(name) != value]
     if conflicts:
-        raise ConfigError(f"--resume continues the run in {args.out} with its own settings, but these options "
+        raise ConfigError(f"--resume continues the run in {out} with its own settings, but these options "
                           f"contradict it: {'; '.join(conflicts)}. Drop them, or start a new run with another "
                           f"--out (or --overwrite)")
     return trainer
@@ -121,6 +128,35 @@ def _model_params(args: argparse.Namespace, params: dict) -> dict:
     return params
 
 
+def _finished(out: Path, epochs: int | None) -> bool:
+    """Whether the run in ``out`` ended (``summary.json``) and asking for ``epochs`` would
+    not continue it: it converged (early stopping, min_lr), or it reached ``epochs``."""
+    summary = out / "summary.json"
+    if not summary.is_file():
+        return False
+    done = json.loads(summary.read_text())
+    if done["stop_reason"].startswith(("early stopping", "learning rate reached")):
+        return True
+    return epochs is None or done["epochs"] >= epochs
+
+
+def _member_dirs(args: argparse.Namespace) -> list[Path]:
+    """Run directories: ``--out`` itself, or ``--out/member_K`` for a committee (``--committee
+    N``, or on ``--resume`` the ``committee.json`` written when the committee started)."""
+    n = args.committee
+    manifest = args.out / "committee.json"
+    if args.resume and manifest.is_file():
+        stored = json.loads(manifest.read_text())["n_members"]
+        if n is not None and n != stored:
+            raise ConfigError(f"--committee {n} contradicts the run in {args.out}, a committee of {stored}")
+        n = stored
+    if n is None or n == 1:
+        return [args.out]
+    if n < 1:
+        raise ConfigError(f"--committee must be ≥ 1, got {n}")
+    return [args.out / f"member_{k}" for k in range(n)]
+
+
 def run(args: argparse.Namespace) -> int:
     overrides = {"model": args.model, "epochs": args.epochs, "max_minutes": args.max_minutes,
                  "max_cpu_minutes": args.max_cpu_minutes,
@@ -131,27 +167,50 @@ def run(args: argparse.Namespace) -> int:
     if args.resume and args.overwrite:
         raise ConfigError("--resume and --overwrite contradict each other: choose one")
     _check_out_dir(args.out)
-    if args.resume:
-        trainer = _resume(args, overrides)
-        config = trainer.config
-    else:
-        config = TrainConfig.from_sources(args.config, overrides)
-        config.model_params = _model_params(args, config.model_params)
-        existing = sorted(p.name for p in args.out.glob("*.ckpt"))
+    dirs = _member_dirs(args)
+    if not args.resume:
+        existing = sorted(str(p.relative_to(args.out)) for p in [*args.out.glob("*.ckpt"),
+                                                                 *args.out.glob("member_*/*.ckpt")])
         if existing and not args.overwrite:
             raise ConfigError(f"{args.out} already holds a run ({', '.join(existing)}); use --resume to continue "
                               f"it, --overwrite to replace it, or another --out")
-        trainer = Trainer(config, args.out)
+        base = TrainConfig.from_sources(args.config, overrides)
+        if len(dirs) > 1:
+            (args.out / "committee.json").write_text(json.dumps(
+                {"n_members": len(dirs), "seeds": [base.seed + k for k in range(len(dirs))],
+                 "resplit": args.committee_resplit}, indent=2))
     frames = read_dataset(args.train)
-    if args.valid is not None:
-        train, valid = frames, read_dataset(args.valid)
+    valid_frames = read_dataset(args.valid) if args.valid is not None else None
+    for k, out in enumerate(dirs):
+        if len(dirs) > 1:
+            print(f"mlff train: committee member {k + 1} of {len(dirs)} in {out}")
+        if args.resume and _finished(out, args.epochs):
+            print(f"mlff train: {out} has finished ({json.loads((out / 'summary.json').read_text())['stop_reason']})")
+            continue
+        if args.resume and (len(dirs) == 1 or (out / "last.ckpt").is_file()):
+            trainer = _resume(out, args, overrides, k)
+        else:
+            config = TrainConfig.from_sources(args.config, overrides)
+            config.model_params = _model_params(args, config.model_params)
+            config.seed += k
+            trainer = Trainer(config, out)
+        _fit(trainer, args, k, frames, valid_frames)
+    return 0
+
+
+def _fit(trainer: Trainer, args: argparse.Namespace, member: int, frames, valid_frames) -> None:
+    """Split the data (committee members share the validation set unless
+    ``--committee-resplit``) and train."""
+    seed = trainer.config.seed
+    split_seed = seed if args.committee_resplit else seed - member
+    if valid_frames is not None:
+        train, valid = frames, valid_frames
         sources = (str(args.train), str(args.valid))
     else:
-        train, valid = _split(frames, None, args.n_valid, config.seed)
+        train, valid = _split(frames, None, args.n_valid, split_seed)
         sources = (f"{args.train} (training part)", f"{args.train} (validation part)")
     if args.n_train is not None:
         if args.n_train > len(train):
             raise ConfigError(f"--n-train {args.n_train} exceeds the {len(train)} available training frames")
-        train = [train[k] for k in np.random.default_rng(config.seed + 1).permutation(len(train))[:args.n_train]]
+        train = [train[k] for k in np.random.default_rng(split_seed + 1).permutation(len(train))[:args.n_train]]
     trainer.fit(train, valid, progress=not args.no_progress, sources=sources, strict_data=args.strict)
-    return 0

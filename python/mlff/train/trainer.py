@@ -5,12 +5,15 @@ Outputs in the run directory:
 
 * ``best.ckpt`` — the EMA weights with the lowest validation force MAE so far;
 * ``last.ckpt`` — everything needed by ``--resume`` (written after every epoch);
-* ``metrics.csv`` — one row per epoch; ``learning_curve.png``; ``config.yaml``.
+* ``metrics.csv`` — one row per epoch; ``learning_curve.png``; ``config.yaml``;
+* ``summary.json`` — written when training ends: best validation force MAE, epochs,
+  time, why it stopped (a committee run resumes only the members without it).
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import math
 import time
 import warnings
@@ -336,8 +339,10 @@ class Trainer:
         last = history[-1]
         log(f"{stop_reason} after {last['epoch']} epochs, {last['wall_s'] / 60:.1f} min wall, "
             f"{last['cpu_s'] / 60:.1f} CPU-min; best valid force MAE {best:.2f} meV/Å -> {self.out / 'best.ckpt'}")
-        return {"best_valid_force_mae": best, "epochs": last["epoch"], "wall_s": last["wall_s"],
-                "cpu_s": last["cpu_s"], "stop_reason": stop_reason}
+        summary = {"best_valid_force_mae": best, "epochs": last["epoch"], "wall_s": last["wall_s"],
+                   "cpu_s": last["cpu_s"], "stop_reason": stop_reason}
+        (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
+        return summary
 
     def _record_energy_range(self, train: Sequence[Graph]) -> None:
         """Add the best model's atomic-energy range on the training set to ``best.ckpt``
