@@ -1,4 +1,4 @@
-"""The ``mlff`` command: ``mlff data``, ``mlff data check``, ``mlff train``, ``mlff eval``.
+"""The ``mlff`` command: ``mlff data``, ``mlff data check``, ``mlff train``, ``mlff eval``, ``mlff md``, ``mlff analyze``, ``mlff report``.
 
 Each subcommand lives next to the code it drives and exposes
 ``register(subparsers)``, which adds its parser and sets ``func``.
@@ -22,6 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     from .data import cli as data_cli
     from .train import cli as train_cli
     from . import evaluate
+    from .md import cli as md_cli
+    from .analysis import cli as analysis_cli
 
     parser = argparse.ArgumentParser(prog="mlff", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -29,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     check_cli.register(sub)
     train_cli.register(sub)
     evaluate.register(sub)
+    md_cli.register(sub)
+    analysis_cli.register(sub)
     return parser
 
 

@@ -1,0 +1,133 @@
+#!/usr/bin/env python
+"""MD quality on toluene (GFN2-xTB reference): NVE drift and stability of schnet, nequip and
+tfn_dfp trained on the same 1,000 frames at the same CPU budget, against xTB's own MD.
+
+Steps (each skipped when its output exists; --redo starts over):
+
+1. data: benchmarks/data/toluene_train.extxyz (``bash benchmarks/make_toluene_data.sh``):
+   1,000 training + 100 validation frames of the MD17-like xTB trajectory;
+2. train each model with ``mlff train`` for --cpu-minutes of CPU time (1 thread; the
+   hyperparameters of benchmarks/accuracy/run.py), deploy in float64;
+3. starting geometry: RDKit's toluene relaxed with GFN2-xTB (BFGS, fmax 0.01 eV/Å);
+4. reference: ``mlff md nve-drift --calculator xtb`` at 300 K (--nve-ps) and
+   ``mlff md stability --calculator xtb`` at 500 K (1 seed, --reference-ps): ASE MD with
+   the same Langevin schedule and 0.5 fs time step;
+5. each model in LAMMPS (plain lmp, pair_style mlff): ``nve-drift`` at 300 K (the seed 000
+   claim: the direct-force model drifts and breaks bonds without a thermostat, the energy
+   models hold) and ``stability`` at 500 K, --seeds seeds x --stability-ps;
+6. ``mlff analyze`` of every run against the xTB run of the same protocol (g(r) -> P(r)
+   of all intramolecular pairs, VDOS), ``mlff report`` of all of them, and
+   OUT/results.json + OUT/table.md (model x {drift, time to failure, RDF error, VDOS}).
+
+    python benchmarks/md_quality/toluene.py              # hours: see --help for the knobs
+    python benchmarks/md_quality/toluene.py --quick      # minutes: tiny data, budget and runs (plumbing check)
+
+Output: benchmarks/out/md_quality/toluene (or --out): report.md with figures, results.json, table.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+from common import BIN, DATA, log, sh  # noqa: E402
+
+
+def starting_geometry(out: Path) -> Path:
+    path = out / "toluene_xtb.xyz"
+    if path.is_file():
+        return path
+    from ase.io import write
+    from ase.optimize import BFGS
+
+    from mlff.data.calculators import make_calculator
+    from mlff.data.molecules import molecule
+
+    atoms = molecule("toluene")
+    atoms.calc = make_calculator("xtb")
+    BFGS(atoms, logfile=None).run(fmax=0.01, steps=500)
+    log(f"starting geometry: RDKit toluene relaxed with GFN2-xTB, E = {atoms.get_potential_energy():.4f} eV")
+    atoms.calc = None
+    write(path, atoms)
+    return path
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, default=common.BENCH / "out" / "md_quality" / "toluene")
+    p.add_argument("--models", default="schnet,nequip,tfn_dfp")
+    p.add_argument("--cpu-minutes", type=float, default=25.0, help="training budget per model (CPU time, 1 thread)")
+    p.add_argument("--jobs", type=int, default=1, help="trainings at once")
+    p.add_argument("--nve-ps", type=float, default=20.0, help="NVE length at 300 K (models and xTB)")
+    p.add_argument("--stability-ps", type=float, default=50.0, help="length of each 500 K stability run")
+    p.add_argument("--seeds", type=int, default=5, help="stability seeds per model")
+    p.add_argument("--reference-ps", type=float, help="xTB stability run length (default --stability-ps)")
+    p.add_argument("--dump-every", type=int, default=5, help="steps between frames (5 x 0.5 fs: VDOS to 6,671 cm^-1)")
+    p.add_argument("--np", type=int, default=1, help="MPI ranks of the LAMMPS runs")
+    p.add_argument("--quick", action="store_true", help="tiny data, budget and runs: checks the plumbing only")
+    p.add_argument("--redo", action="store_true", help="delete OUT and start over")
+    args = p.parse_args()
+    if args.quick:
+        args.out = args.out.with_name(args.out.name + "_quick")
+        args.cpu_minutes, args.nve_ps, args.stability_ps, args.seeds, args.reference_ps = 0.1, 0.2, 0.2, 2, 0.2
+    if args.redo:
+        common.clean(args.out)
+    args.out.mkdir(parents=True, exist_ok=True)
+    models = [m for m in args.models.split(",") if m]
+
+    # 1. data
+    if args.quick:
+        train_file, n_valid = args.out / "data" / "toluene_quick.extxyz", 5
+        if not train_file.is_file():
+            train_file.parent.mkdir(exist_ok=True)
+            sh([BIN / "mlff", "data", "toluene", "-o", train_file, "--frames", 30, "--equilibration", 25,
+                "--interval", 2, "--seed", 1])
+    else:
+        train_file, n_valid = DATA / "toluene_train.extxyz", 100
+        if not train_file.is_file():
+            raise SystemExit(f"missing {train_file}: run bash benchmarks/make_toluene_data.sh (about 15 min)")
+    # 2. train + deploy
+    deployed = common.train_models(models, "toluene", train_file, args.out, args.cpu_minutes, n_valid, args.jobs,
+                                   epochs=2 if args.quick else None)
+    # 3. geometry
+    start = starting_geometry(args.out)
+    # 4. references (ASE + xTB)
+    runs = args.out / "runs"
+    every = args.dump_every
+    ref_nve = common.md("nve-drift", start, ["--calculator", "xtb"], runs / "xtb_nve300", temperature=300,
+                        length=args.nve_ps, dump_every=every, set={"n_hot": 100, "max_cool": 400} if args.quick else {})
+    ref_stab = common.md("stability", start, ["--calculator", "xtb"], runs / "xtb_stability500", temperature=500,
+                         length=args.reference_ps or args.stability_ps, seeds=1, dump_every=every)
+    # 5. models in LAMMPS
+    analysed = []
+    for model in models:
+        pot = ["--model", deployed[model]]
+        nve = common.md("nve-drift", start, pot, runs / f"{model}_nve300", temperature=300, length=args.nve_ps,
+                        dump_every=every, np=args.np, set={"n_hot": 100, "max_cool": 400} if args.quick else {})
+        stab = common.md("stability", start, pot, runs / f"{model}_stability500", temperature=500,
+                         length=args.stability_ps, seeds=args.seeds, dump_every=every, np=args.np)
+        analysed += [(model, "nve 300 K", nve, ref_nve), (model, "stability 500 K", stab, ref_stab)]
+    # 6. analysis and report
+    rows, labels = [], []
+    for model, what, run, ref in analysed:
+        label = f"{model} {what}"
+        result = common.analyze(run, ref, label=label, reference_label=f"GFN2-xTB {what} (ASE)")
+        rows.append(common.row_of(result))
+        labels.append(label)
+    common.report([r for _, _, r, _ in analysed], args.out / "report.md",
+                  "Toluene: MD with models trained on GFN2-xTB, against xTB's own MD", labels)
+    lines = ["# Toluene, GFN2-xTB reference" + (" (QUICK plumbing run: not a measurement)" if args.quick else ""),
+             "", *common.TABLE_HEADER, *common.table(rows, "toluene")]
+    (args.out / "table.md").write_text("\n".join(lines) + "\n")
+    (args.out / "results.json").write_text(json.dumps({"settings": vars(args) | {"out": str(args.out)},
+                                                       "rows": rows}, indent=2, default=str))
+    print("\n".join(lines))
+    log(f"done: {args.out / 'report.md'}, {args.out / 'table.md'}, {args.out / 'results.json'}")
+
+
+if __name__ == "__main__":
+    main()
