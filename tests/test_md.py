@@ -102,15 +102,24 @@ def test_stability_stops_at_a_broken_bond_and_a_native_reference_holds(tmp_path,
         assert "bond deviation" in seed["reason"]
         assert seed["time_to_failure_ps"] == pytest.approx((r["frames"] - 1) * 10 * 0.5e-3)  # the halting frame
     assert result["reference"]["stability"]["n_stable"] == 1
+    # under a thermostat too, the dumped velocities are those compute vacf saw (fix order)
+    check = result["reference"]["msd"]["lammps_compute_msd_vacf"]
+    assert check["msd_max_relative_difference"] < 1e-4 and check["vacf_max_relative_difference"] < 1e-4
     assert result["analysis"]["rdf"]["error_vs_reference"] > 0.1  # the broken molecule's P(r) differs
 
 
-def test_eam_run_freud_rdf_matches_lammps_compute_rdf(eam_run):
+def test_eam_run_freud_rdf_and_msd_match_lammps_computes(eam_run):
+    """freud's g(r) against LAMMPS's compute rdf, our unwrapped, centre-of-mass corrected MSD
+    (one time origin) against compute msd com yes, and the dump's velocities against compute
+    vacf, all on the same run."""
     assert main(["analyze", str(eam_run)]) == 0
     result = json.loads((eam_run / "analysis" / "analysis.json").read_text())["analysis"]
     check = result["rdf"]["lammps_compute_rdf"]
     assert check["max_abs_difference"] < 0.02  # g(r) peaks near 5; float32 freud vs double LAMMPS binning
     assert check["integrated_abs_difference_A"] < 0.01
+    check = result["msd"]["lammps_compute_msd_vacf"]
+    assert check["frames"] == 51
+    assert check["msd_max_relative_difference"] < 1e-4 and check["vacf_max_relative_difference"] < 1e-4
     assert result["energy"]["net_force_zero"] and abs(result["energy"]["drift_meV_per_atom_per_ps"]) < 0.05
     assert result["msd"]["alpha"] < 0.3  # a crystal: the MSD plateaus
     assert result["stability"]["n_stable"] == 1

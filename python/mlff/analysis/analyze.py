@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from . import AnalysisError
-from .dynamics import diffusion_coefficient, msd, vdos, vdos_difference
+from .dynamics import diffusion_coefficient, msd, remove_com, unwrapped_positions, vdos, vdos_difference
 from .energy import energy_summary, momentum_and_net_force, thermo_series
 from .structure import (BOND_TOLERANCE, bond_lengths, find_bonds, max_rdf_radius, rdf, rdf_difference,
                         stability_verdict)
@@ -85,6 +85,35 @@ def _lammps_rdf_check(traj: Trajectory) -> dict | None:
     diff = np.abs(ours["g"] - g_l)
     return {"file": str(path), "max_abs_difference": float(diff.max()),
             "integrated_abs_difference_A": float(np.trapezoid(diff, r_l)), "r": r_l, "g": g_l}
+
+
+def _lammps_msd_vacf_check(traj: Trajectory) -> dict | None:
+    """Our unwrapping, centre-of-mass removal and velocities against LAMMPS's compute msd
+    (``com yes``, one time origin: freud.msd.MSD in ``direct`` mode) and compute vacf (one
+    origin, not mass-weighted) of the same run, when it wrote lammps_msd_vacf.dat."""
+    import freud
+
+    root, info = traj.meta.get("_root"), traj.run_info
+    timestep = traj.meta.get("timestep_fs")
+    if not root or info is None or not timestep or traj.velocities is None:
+        return None
+    path = Path(root) / info.get("dir", "") / "lammps_msd_vacf.dat"
+    if not path.is_file():
+        return None
+    rows = np.loadtxt(path, comments="#", ndmin=2)
+    by_step = {int(r[0]): r[1:] for r in rows}
+    steps = np.rint(traj.time_ps * 1000.0 / timestep).astype(int)
+    keep = np.array([s in by_step for s in steps])
+    if keep.sum() < 2 or not keep[0]:
+        return None
+    lmp = np.array([by_step[s] for s in steps[keep]])
+    x = remove_com(unwrapped_positions(traj), traj.masses)[keep]
+    ours_msd = np.asarray(freud.msd.MSD(mode="direct").compute(x).msd, dtype=np.float64)
+    v = traj.velocities[keep]
+    ours_vacf = np.einsum("fni,ni->f", v, v[0]) / traj.n_atoms
+    return {"file": str(path), "frames": int(keep.sum()),
+            "msd_max_relative_difference": float(np.max(np.abs(ours_msd - lmp[:, 0])) / max(np.max(lmp[:, 0]), 1e-12)),
+            "vacf_max_relative_difference": float(np.max(np.abs(ours_vacf - lmp[:, 1])) / max(abs(lmp[0, 1]), 1e-12))}
 
 
 def _finite_frames(t: Trajectory) -> int:
@@ -163,6 +192,9 @@ def evaluate(run: Path, trajs: list[Trajectory], *, rdf_r_max: float | None, rdf
     m = msd(main)
     curves.update(msd_t=m["t_ps"], msd=m["msd_A2"])
     summary["msd"] = {"final_msd_A2": float(m["msd_A2"][-1])}
+    check = _lammps_msd_vacf_check(main)
+    if check is not None:
+        summary["msd"]["lammps_compute_msd_vacf"] = check
     if first.periodic:
         try:
             d = diffusion_coefficient(m["t_ps"], m["msd_A2"], msd_window)

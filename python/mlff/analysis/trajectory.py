@@ -163,9 +163,14 @@ def read_lammps_dump(path: str | Path, timestep_fs: float | None, masses: dict |
     complete = complete_dump_frames(path)
     if complete == 0:
         raise AnalysisError(f"{path} holds no complete frame")
+    from tqdm.auto import tqdm
+
     try:
-        for atoms in iread(str(path), index=slice(0, complete), format="lammps-dump-text",
-                           specorder=list(masses or {}) or None):
+        frames_in = iread(str(path), index=slice(0, complete), format="lammps-dump-text",
+                          specorder=list(masses or {}) or None)
+        # a bar for long dumps on a terminal (disable=None: off when output is not a TTY)
+        for atoms in tqdm(frames_in, total=complete, desc=f"reading {path.name}", unit="frame", leave=False,
+                          disable=None if complete > 2000 else True):
             step = atoms.info.get("timestep")
             if step in seen:
                 continue

@@ -117,8 +117,12 @@ def run(args: argparse.Namespace) -> int:
           f"({summary['structure']['n_atoms']} atoms), T {params['temperature']:g} K, dt {params['timestep']:g} fs, "
           f"{params['length']:g} ps recorded, {len(summary['runs'])} seed(s), {args.np} rank(s)")
     for r in summary["runs"]:
-        status = "completed" if r.get("completed") else (r.get("halted") or r.get("error") or
-                                                         f"stopped (exit status {r['returncode']})")
+        if r.get("completed"):
+            status = "completed"
+        elif r.get("halted"):
+            status = f"bond broken at {r['stopped_at_ps']:g} ps, run stopped ({r['halted']})"
+        else:
+            status = f"stopped: {r.get('error') or 'exit status ' + str(r['returncode'])}"
         print(f"  {r['dir']}: {r['frames']} frames, {r.get('wall_s', 0):.1f} s, {status}")
     print(f"  -> {args.out}/summary.json; analyse with: mlff analyze {args.out}")
     return 0

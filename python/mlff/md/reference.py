@@ -141,8 +141,8 @@ def _run_seed(protocol: Protocol, params: dict, atoms: Atoms, calculator: str, s
                 dev = bond_deviation(frame.positions[None], bonds[0], bonds[1], cells=frame.cell.array[None],
                                      pbc=frame.pbc)[0]
                 if dev > params["bond_tol"]:
-                    entry["halted"] = (f"bond deviation {dev:.3f} A > {params['bond_tol']} A at step {prod_step} "
-                                       f"(t = {prod_step * dt_fs / 1000.0:g} ps)")
+                    entry["halted"] = f"bond deviation {dev:.3f} A > {params['bond_tol']} A at step {prod_step}"
+                    entry["stopped_at_ps"] = prod_step * dt_fs / 1000.0
                     return False
             if not np.all(np.isfinite(frame.get_forces())):
                 entry["error"] = f"non-finite forces at step {prod_step}"

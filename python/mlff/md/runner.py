@@ -348,6 +348,9 @@ def run_lammps_protocol(protocol: Protocol, params: dict, atoms: Atoms, potentia
         with tqdm(total=planned, unit="step", desc=desc, disable=not progress, leave=False) as bar:
             rc, wall = _run_lammps(cmd, run_dir, bar)
         facts = _log_facts(run_dir / "log.lammps", run_dir / "lmp.out")
+        if facts["halted"]:
+            step = int(facts["halted"].split(" on step ")[1].split()[0])
+            facts["stopped_at_ps"] = step * params["timestep"] / 1000.0
         dump = run_dir / "traj.dump"
         frames = complete_dump_frames(dump) if dump.is_file() else 0
         if frames == 0:
