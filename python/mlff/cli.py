@@ -20,6 +20,7 @@ TWO_WORD = {("data", "check"): "data-check"}
 def build_parser() -> argparse.ArgumentParser:
     from .data import check_cli
     from .data import cli as data_cli
+    from .learn import cli as learn_cli
     from .train import cli as train_cli
     from . import evaluate
     from .md import cli as md_cli
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.register(sub)
     md_cli.register(sub)
     analysis_cli.register(sub)
+    learn_cli.register(sub)
     return parser
 
 

@@ -18,7 +18,8 @@ from .errors import DataWarning, MLFFError
 from .extrapolation import periodicity_mismatch
 
 
-def evaluate_model(model_path: str | Path, data_path: str | Path) -> dict[str, float | int | None]:
+def evaluate_model(model_path: str | Path, data_path: str | Path,
+                   calibration_plot: str | Path | None = None) -> dict[str, float | int | None]:
     """Errors of the deployed model at ``model_path`` on the frames of ``data_path``.
 
     Returns ``energy_mae_meV_per_atom``, ``energy_rmse_meV_per_atom`` (per-atom energy
@@ -26,7 +27,9 @@ def evaluate_model(model_path: str | Path, data_path: str | Path) -> dict[str, f
     and ``n_structures``. A direct-force model has no energy: its energy metrics are
     ``None`` (``null`` in JSON). Raises ``ModelFileError``/``DataError`` naming the bad file.
     Periodic data given to a model trained on molecules, or the reverse, give a
-    ``DataWarning`` (``mlff eval`` prints it).
+    ``DataWarning`` (``mlff eval`` prints it). A committee model adds ``calibration``
+    (:func:`mlff.calibration.calibrate`: per-atom force deviation against the true force
+    error), plotted to ``calibration_plot`` if given.
     """
     module, meta = load_deployed(model_path)
     frames = read_dataset(data_path)
@@ -34,7 +37,7 @@ def evaluate_model(model_path: str | Path, data_path: str | Path) -> dict[str, f
     if mismatch:
         warnings.warn(f"{data_path}: {mismatch} ({model_path})", DataWarning, stacklevel=2)
     has_energy = not meta.get("direct_forces", False)
-    de, df = [], []
+    de, df, deviation, atom_error = [], [], [], []
     for k, atoms in enumerate(frames):
         try:
             res = predict(module, meta, atoms)
@@ -43,12 +46,24 @@ def evaluate_model(model_path: str | Path, data_path: str | Path) -> dict[str, f
         if has_energy:
             de.append((res["energy"] - atoms.info["energy"]) / len(atoms))
         df.append((res["forces"] - atoms.arrays["forces"]).ravel())
+        if "force_deviation" in res:
+            deviation.append(res["force_deviation"])
+            atom_error.append(np.linalg.norm(res["forces"] - atoms.arrays["forces"], axis=1))
     de, df = 1e3 * np.asarray(de), 1e3 * np.concatenate(df)
     e_mae = float(np.abs(de).mean()) if has_energy else None
     e_rmse = float(math.sqrt((de**2).mean())) if has_energy else None
-    return {"energy_mae_meV_per_atom": e_mae, "energy_rmse_meV_per_atom": e_rmse,
-            "force_mae_meV_per_A": float(np.abs(df).mean()), "force_rmse_meV_per_A": float(math.sqrt((df**2).mean())),
-            "n_structures": len(frames)}
+    out = {"energy_mae_meV_per_atom": e_mae, "energy_rmse_meV_per_atom": e_rmse,
+           "force_mae_meV_per_A": float(np.abs(df).mean()), "force_rmse_meV_per_A": float(math.sqrt((df**2).mean())),
+           "n_structures": len(frames)}
+    if deviation:
+        from .calibration import calibrate, plot_calibration
+
+        deviation, atom_error = np.concatenate(deviation), np.concatenate(atom_error)
+        out["calibration"] = calibrate(deviation, atom_error)
+        if calibration_plot is not None:
+            plot_calibration(out["calibration"], deviation, atom_error, calibration_plot,
+                             title=f"{Path(model_path).name} on {Path(data_path).name}")
+    return out
 
 
 def register(subparsers) -> None:
@@ -56,13 +71,15 @@ def register(subparsers) -> None:
     p.add_argument("model", type=Path, help="deployed model (mlff-deploy output)")
     p.add_argument("data", type=Path, help="labelled extxyz (energy and forces)")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.add_argument("--calibration-plot", type=Path, metavar="PNG",
+                   help="committee models: plot the per-atom force deviation against the true force error")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DataWarning)
-        m = evaluate_model(args.model, args.data)
+        m = evaluate_model(args.model, args.data, args.calibration_plot)
     for w in caught:
         if issubclass(w.category, DataWarning):
             print(f"mlff eval: warning: {w.message}", file=sys.stderr)
@@ -79,4 +96,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.data}: {m['n_structures']} structures\n"
               f"{energy}"
               f"  force  MAE  {m['force_mae_meV_per_A']:10.3f} meV/Å       RMSE {m['force_rmse_meV_per_A']:10.3f} meV/Å")
+        if "calibration" in m:
+            c = m["calibration"]
+            print(f"  committee: Spearman ρ(force deviation, force error) = {c['spearman']:.3f} over {c['n_atoms']} "
+                  f"atoms; RMS error per deviation bin (eV/Å): "
+                  + ", ".join(f"{b['mean_deviation']:.3g} → {b['rms_error']:.3g}" for b in c["bins"]))
     return 0
