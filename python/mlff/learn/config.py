@@ -65,7 +65,10 @@ class LearnConfig:
     options (:class:`mlff.train.config.TrainConfig`) for each iteration's committee of
     ``committee`` members, warm-started from the previous iteration. The loop stops after
     ``max_iterations``, when more than ``max_labels`` frames are labelled, or when fewer
-    than ``converged_fraction`` of the explored frames are candidates or failures.
+    than ``converged_fraction`` of the explored frames are candidates or failures while
+    the committee's validation force MAE is below ``select.trust_hi`` (a committee that
+    agrees with itself but not with the reference is not converged: its members are not
+    yet diverse, and the loop labels a spread of explored frames instead).
     """
 
     reference: str = "emt"

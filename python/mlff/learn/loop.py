@@ -39,7 +39,7 @@ from .config import LearnConfig
 from .explore import explore
 from .label import label, reference_factory
 from .report import write_report
-from .select import select
+from .select import select, spread_out
 
 STAGES = ("train", "deploy", "explore", "select", "label")
 
@@ -192,7 +192,15 @@ class ActiveLearner:
                 t0 = time.perf_counter()
                 frames = read(folder / "explored.extxyz", ":") if (folder / "explored.extxyz").is_file() else []
                 chosen, groups = select(frames, cfg.select, species, r_max)
-                if not chosen and groups["failed"] and len(groups["failed"]) / len(frames) >= cfg.converged_fraction:
+                overconfident = 1e-3 * self.state["current"]["valid_force_mae"] > cfg.select.trust_hi
+                if not chosen and frames and overconfident:
+                    # the committee agrees but is far from the reference (members not yet diverse):
+                    # its deviation means nothing yet, so label a spread of explored frames
+                    chosen = spread_out(frames, cfg.select.n_select, species, r_max)
+                    self.log(f"mlff learn: iteration {it}: no candidates, but the validation force MAE "
+                             f"({self.state['current']['valid_force_mae']:.0f} meV/Å) exceeds trust_hi: labelling "
+                             f"{len(chosen)} explored frames chosen by farthest-point sampling")
+                elif not chosen and groups["failed"] and len(groups["failed"]) / len(frames) >= cfg.converged_fraction:
                     # nothing in the trust window, but exploration fails: label the least uncertain failures
                     chosen = sorted(groups["failed"], key=lambda k: frames[k].info["max_devi_f"])[:cfg.select.n_select]
                     self.log(f"mlff learn: iteration {it}: no candidates; labelling the {len(chosen)} least uncertain "
@@ -223,7 +231,8 @@ class ActiveLearner:
         n_explored = max(entry["explored"], 1)
         unsure = (entry["candidate"] + entry["failed"]) / n_explored
         n_labels = len(self.training_frames(it + 1))
-        if entry["explored"] and unsure < cfg.converged_fraction and not entry["crashed"]:
+        accurate_enough = 1e-3 * entry["valid_force_mae"] <= cfg.select.trust_hi
+        if entry["explored"] and unsure < cfg.converged_fraction and not entry["crashed"] and accurate_enough:
             self.state["stop_reason"] = (f"converged: {100 * unsure:.1f} % of the explored frames are candidates or "
                                          f"failures (< {100 * cfg.converged_fraction:g} %)")
         elif n_labels >= cfg.max_labels:

@@ -76,3 +76,9 @@ def select(frames: Sequence[Atoms], config: SelectConfig, species: list[str], r_
     fp = fingerprints([frames[k] for k in cand], species, r_max)
     start = int(np.argmax([frames[k].info["max_devi_f"] for k in cand]))  # the most uncertain first
     return [cand[k] for k in farthest_point_sampling(fp, config.n_select, start)], groups
+
+
+def spread_out(frames: Sequence[Atoms], n: int, species: list[str], r_max: float) -> list[int]:
+    """``n`` frames chosen by farthest-point sampling among all ``frames`` (when the
+    committee's deviation cannot guide the choice yet)."""
+    return farthest_point_sampling(fingerprints(frames, species, r_max), n)
