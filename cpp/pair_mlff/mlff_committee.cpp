@@ -78,12 +78,12 @@ void CommitteeDeviation::reduce(const GraphBuilder &graph, const double *member_
       total += var;
       largest = std::max(largest, var);
     }
-    force_dev_[i] = std::sqrt(total);
-    force_dev_max_[i] = std::sqrt(largest);
+    force_dev_[i] = unit_ * std::sqrt(total);
+    force_dev_max_[i] = unit_ * std::sqrt(largest);
     lo = std::min(lo, force_dev_[i]);
     hi = std::max(hi, force_dev_[i]);
     sum += force_dev_[i];
-    if (member_energy) energy_dev_[i] = std::sqrt(variance(member_energy + static_cast<size_t>(k) * n, n, 1));
+    if (member_energy) energy_dev_[i] = unit_ * std::sqrt(variance(member_energy + static_cast<size_t>(k) * n, n, 1));
   }
 
   // global: atoms, sums of member energies and virials over the ranks
@@ -102,11 +102,11 @@ void CommitteeDeviation::reduce(const GraphBuilder &graph, const double *member_
   force_stats[0] = hi;
   force_stats[1] = std::isfinite(lo) ? lo : 0.0;
   force_stats[2] = sums[1] / natoms;
-  energy_per_atom = energies_ ? std::sqrt(variance(&sums[2], n, 1)) / natoms : 0.0;
+  energy_per_atom = energies_ ? unit_ * std::sqrt(variance(&sums[2], n, 1)) / natoms : 0.0;
   if (energies_) {
     double vlo = std::numeric_limits<double>::infinity(), vhi = 0.0, vsum = 0.0;
     for (int c = 0; c < 9; ++c) {
-      const double dev = std::sqrt(variance(&sums[2 + n + c], n, 9)) / natoms;
+      const double dev = unit_ * std::sqrt(variance(&sums[2 + n + c], n, 9)) / natoms;
       vlo = std::min(vlo, dev);
       vhi = std::max(vhi, dev);
       vsum += dev;

@@ -27,6 +27,8 @@ class GraphBuilder;
 class CommitteeDeviation {
  public:
   void configure(int n_members, bool energies) { n_ = n_members, energies_ = energies; }
+  // results in LAMMPS units: forces, energies and virials times `unit` (eV -> kcal/mol in real)
+  void set_energy_unit(double unit) { unit_ = unit; }
   int n_members() const { return n_; }
   int width() const { return 3 * n_; }    // values per atom of the reverse sum
 
@@ -60,6 +62,7 @@ class CommitteeDeviation {
  private:
   int n_ = 0;
   bool energies_ = true;
+  double unit_ = 1.0;
   std::vector<double> forces_;    // [nall, N, 3]
   std::vector<double> force_dev_, force_dev_max_, energy_dev_;
   FILE *file_ = nullptr;

@@ -25,6 +25,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <dlfcn.h>
+#include <fstream>
+#include <sstream>
 #include <string>
 
 #ifndef MLFF_LAMMPS_VERSION
@@ -35,6 +37,9 @@
 #endif
 #ifndef MLFF_TORCH_LIB_DIR_REL
 #define MLFF_TORCH_LIB_DIR_REL ""
+#endif
+#ifndef MLFF_TORCH_CXX11_ABI
+#define MLFF_TORCH_CXX11_ABI 1
 #endif
 #ifndef MLFF_IMPL_NAME
 #define MLFF_IMPL_NAME "libmlff_pair.so"
@@ -59,20 +64,80 @@ std::string this_dir()
   return ".";
 }
 
+std::string read_file(const std::string &path)
+{
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// The version of the torch installed at `lib_dir` (its torch/version.py: __version__ = '2.13.0+cpu'),
+// "" if unknown
+std::string torch_version_at(const std::string &lib_dir)
+{
+  std::istringstream text(read_file(lib_dir + "/../version.py"));
+  std::string line;
+  while (std::getline(text, line)) {
+    if (line.rfind("__version__", 0) != 0 || line.find('=') == std::string::npos) continue;
+    const auto open = line.find_first_of("'\"", line.find('='));
+    const auto close = open == std::string::npos ? open : line.find(line[open], open + 1);
+    if (close != std::string::npos) return line.substr(open + 1, close - open - 1);
+  }
+  return "";
+}
+
+// Its C++ std::string ABI (-D_GLIBCXX_USE_CXX11_ABI=0|1 in TorchConfig.cmake), -1 if unknown
+int torch_cxx11_abi_at(const std::string &lib_dir)
+{
+  const std::string text = read_file(lib_dir + "/../share/cmake/Torch/TorchConfig.cmake");
+  const std::string key = "_GLIBCXX_USE_CXX11_ABI=";
+  const auto at = text.find(key);
+  return at == std::string::npos || at + key.size() >= text.size() ? -1 : text[at + key.size()] - '0';
+}
+
+// The plugin uses libtorch's C++ API: a different torch (version or std::string ABI)
+// would crash or misbehave at the first call instead of failing cleanly.
+bool torch_matches(const std::string &lib_dir, std::string &why)
+{
+  const std::string version = torch_version_at(lib_dir);
+  const int abi = torch_cxx11_abi_at(lib_dir);
+  if ((version.empty() || version == MLFF_TORCH_VERSION) && (abi < 0 || abi == MLFF_TORCH_CXX11_ABI)) return true;
+  why = "mlffplugin.so was built against torch " MLFF_TORCH_VERSION " (C++11 ABI " +
+      std::to_string(MLFF_TORCH_CXX11_ABI) + "), but this environment has torch " +
+      (version.empty() ? std::string("?") : version) + " (C++11 ABI " + (abi < 0 ? "?" : std::to_string(abi)) +
+      ") in " + lib_dir + ". Rebuild mlff in this environment: pip install --no-build-isolation --force-reinstall " +
+      "--no-deps <mlff checkout or sdist> (from a checkout, for development: pip install --no-build-isolation -e .)";
+  return false;
+}
+
+bool file_exists(const std::string &path)
+{
+  std::ifstream in(path);
+  return in.good();
+}
+
 // Load libtorch_cpu (DEEPBIND) and the pair-style library once; nullptr + why on failure.
+// The torch next to this installation (relative to the plugin: a wheel in any environment)
+// comes before the absolute folder of the build environment.
 create_fn load_impl(std::string &why)
 {
   static create_fn create = nullptr;
   if (create) return create;
 
   const std::string dir = this_dir();
+  const std::string lib_dirs[2] = {dir + "/" + MLFF_TORCH_LIB_DIR_REL, MLFF_TORCH_LIB_DIR};
+  std::string torch_dir;
+  for (const auto &d : lib_dirs)
+    if (torch_dir.empty() && file_exists(d + "/libtorch_cpu.so")) torch_dir = d;
+  if (!torch_dir.empty() && !torch_matches(torch_dir, why)) return nullptr;
+
   const char *no_deepbind = std::getenv("MLFF_NO_DEEPBIND");
   if (!(no_deepbind && *no_deepbind && std::strcmp(no_deepbind, "0") != 0)) {
-    std::string candidates[2] = {std::string(MLFF_TORCH_LIB_DIR) + "/libtorch_cpu.so",
-                                 dir + "/" + MLFF_TORCH_LIB_DIR_REL + "/libtorch_cpu.so"};
     void *torch = nullptr;
     std::string errors;
-    for (const auto &cand : candidates) {
+    for (const auto &d : lib_dirs) {
+      const std::string cand = d + "/libtorch_cpu.so";
       torch = dlopen(cand.c_str(), RTLD_NOW | RTLD_GLOBAL | RTLD_DEEPBIND);
       if (torch) break;
       const char *err = dlerror();
@@ -89,13 +154,14 @@ create_fn load_impl(std::string &why)
   if (!handle) {
     const char *err = dlerror();
     why = "cannot load " + impl + ": " + (err ? err : "?") +
-        " (rebuild with scripts/build_plugin.sh)";
+        " (reinstall mlff: pip install --no-build-isolation .)";
     return nullptr;
   }
   create = reinterpret_cast<create_fn>(dlsym(handle, "mlff_create_pair"));
   create_compute = reinterpret_cast<create_compute_fn>(dlsym(handle, "mlff_create_compute_uncertainty"));
   if (!create || !create_compute)
-    why = impl + " lacks mlff_create_pair or mlff_create_compute_uncertainty (rebuild with scripts/build_plugin.sh)";
+    why = impl + " lacks mlff_create_pair or mlff_create_compute_uncertainty (reinstall mlff: pip install "
+                 "--no-build-isolation .)";
   return create_compute ? create : nullptr;
 }
 
@@ -106,7 +172,7 @@ void check_version(LAMMPS *lmp, const char *style)
   if (lmp->version && std::strcmp(lmp->version, MLFF_LAMMPS_VERSION) != 0)
     lmp->error->all(FLERR,
                     "{}: mlffplugin.so was built for LAMMPS '{}' but this is LAMMPS "
-                    "'{}'; rebuild it with scripts/build_plugin.sh",
+                    "'{}'; rebuild mlff in this environment: pip install --no-build-isolation .",
                     style, MLFF_LAMMPS_VERSION, lmp->version);
 }
 

@@ -45,11 +45,13 @@
 #include "domain.h"
 #include "error.h"
 #include "force.h"
+#include "input.h"
 #include "memory.h"
 #include "neigh_list.h"
 #include "neighbor.h"
 #include "update.h"
 #include "utils.h"
+#include "variable.h"
 
 #include <chrono>
 #include <cmath>
@@ -188,11 +190,13 @@ void PairMLFF::settings(int narg, char **arg)
 void PairMLFF::coeff(int narg, char **arg)
 {
   const int ntypes = atom->ntypes;
-  if (narg < 3 || narg != 3 + ntypes)
+  const bool from_labels = narg == 3 && atom->labelmapflag;
+  if (narg < 3 || (narg != 3 + ntypes && !from_labels))
     error->all(FLERR,
                "Incorrect args for pair_coeff with pair_style mlff: expected "
-               "'pair_coeff * * model.pt' followed by {} element symbol(s), one per atom type, "
-               "but got {} argument(s)",
+               "'pair_coeff * * model.pt' followed by {} element symbol(s) or NULL, one per atom type "
+               "(or none, when the atom types have labels that are element symbols), but got {} "
+               "argument(s)",
                ntypes, narg);
   if (strcmp(arg[0], "*") != 0 || strcmp(arg[1], "*") != 0)
     error->all(FLERR,
@@ -208,23 +212,47 @@ void PairMLFF::coeff(int narg, char **arg)
   const ModelInfo &info = model_->info();
   const auto &species = info.species;
   type2species_.assign(ntypes + 1, -1);
-  type2element_.assign(ntypes + 1, "");
-  for (int t = 1; t <= ntypes; ++t) {
-    const std::string el = arg[2 + t];
-    int idx = -1;
-    for (size_t s = 0; s < species.size(); ++s)
-      if (species[s] == el) idx = static_cast<int>(s);
-    if (idx < 0)
-      error->all(FLERR,
-                 "pair_coeff mlff: element '{}' given for atom type {} is not in the model '{}'; "
-                 "the model's species are: {}",
-                 el, t, model_path_, join(species));
-    type2species_[t] = idx;
-    type2element_[t] = el;
+  type2element_.assign(ntypes + 1, "NULL");
+  if (from_labels) {
+    // types whose labels (labelmap, or a data file's Atom Type Labels) are model species
+    for (size_t s = 0; s < species.size(); ++s) {
+      // (asked first: expand_type logs an error for a label it does not know)
+      if (input->variable->compute_equal(fmt::format("is_typelabel(atom,{})", species[s])) == 0.0) continue;
+      char *type = utils::expand_type(FLERR, species[s], Atom::ATOM, lmp);
+      if (!type) continue;
+      const int t = std::atoi(type);
+      delete[] type;
+      type2species_[t] = static_cast<int64_t>(s);
+      type2element_[t] = species[s];
+    }
+    for (int t = 1; t <= ntypes; ++t)
+      if (type2species_[t] < 0)
+        error->all(FLERR,
+                   "pair_coeff * * {}: atom type {} has no type label among the model's species ({}); "
+                   "list one element (or NULL) per type instead",
+                   model_path_, t, join(species));
+  } else {
+    for (int t = 1; t <= ntypes; ++t) {
+      const std::string el = arg[2 + t];
+      if (el == "NULL") continue;    // a type left to other pair styles (hybrid)
+      int idx = -1;
+      for (size_t s = 0; s < species.size(); ++s)
+        if (species[s] == el) idx = static_cast<int>(s);
+      if (idx < 0)
+        error->all(FLERR,
+                   "pair_coeff mlff: element '{}' given for atom type {} is not in the model '{}'; "
+                   "the model's species are: {} (NULL leaves a type to other pair styles)",
+                   el, t, model_path_, join(species));
+      type2species_[t] = idx;
+      type2element_[t] = el;
+    }
   }
-
-  for (int i = 1; i <= ntypes; ++i)
-    for (int j = i; j <= ntypes; ++j) setflag[i][j] = 1;
+  int n_mapped = 0;
+  for (int i = 1; i <= ntypes; ++i) {
+    if (type2species_[i] >= 0) ++n_mapped;
+    for (int j = i; j <= ntypes; ++j) setflag[i][j] = type2species_[i] >= 0 && type2species_[j] >= 0 ? 1 : 0;
+  }
+  if (n_mapped == 0) error->all(FLERR, "pair_coeff mlff: every atom type is NULL; nothing for the model to do");
 
   // Comm buffers for the halo exchange: the widest exchange of the model.  Set
   // here already (not only in init_style): LAMMPS sizes its buffers from these.
@@ -279,7 +307,9 @@ void PairMLFF::coeff(int narg, char **arg)
                       "extrapolation warnings\n");
     msg += "  LAMMPS type -> element -> model species index\n";
     for (int t = 1; t <= ntypes; ++t)
-      msg += fmt::format("  {:>11d} -> {:<7s} -> {}\n", t, type2element_[t], type2species_[t]);
+      msg += type2species_[t] >= 0
+          ? fmt::format("  {:>11d} -> {:<7s} -> {}\n", t, type2element_[t], type2species_[t])
+          : fmt::format("  {:>11d} -> NULL    -> (not in the model's graph: left to other pair styles)\n", t);
     utils::logmesg(lmp, msg);
   }
 }
@@ -379,11 +409,18 @@ void PairMLFF::init_style()
                "pair_style mlff requires newton pair on (the LAMMPS default): forces on ghost "
                "atoms are sent to their owners by reverse communication. Remove 'newton off'");
 
-  if (strcmp(update->unit_style, "metal") != 0)
+  // Models work in eV and Angstrom; the style converts at its boundary.  real: kcal/mol
+  // (forces kcal/mol/Angstrom, the virial in kcal/mol); lengths are Angstrom in both.
+  if (strcmp(update->unit_style, "metal") == 0)
+    energy_unit_ = 1.0;
+  else if (strcmp(update->unit_style, "real") == 0)
+    energy_unit_ = utils::get_conversion_factor(utils::ENERGY, utils::METAL2REAL);
+  else
     error->all(FLERR,
-               "pair_style mlff requires 'units metal' (models use eV and Angstrom), "
-               "got 'units {}'",
+               "pair_style mlff supports 'units metal' (eV, Angstrom) and 'units real' (kcal/mol, "
+               "Angstrom), not 'units {}'",
                update->unit_style);
+  committee_.set_energy_unit(energy_unit_);
 
   choose_mode();
 
@@ -407,6 +444,13 @@ void PairMLFF::init_style()
   }
   comm_forward = max_halo_width_;
   comm_reverse = std::max(max_halo_width_, committee_on_ ? committee_.width() : 0);
+  // As a sub-style of pair_style hybrid: LAMMPS sizes its communication buffers from the
+  // top-level style, which took its sizes from the sub-styles at pair_style time, before
+  // pair_coeff loaded the model.  Comm::init runs after this, so raise them here.
+  if (force->pair && force->pair != this) {
+    force->pair->comm_forward = std::max(force->pair->comm_forward, comm_forward);
+    force->pair->comm_reverse = std::max(force->pair->comm_reverse, comm_reverse);
+  }
   check_box();
 
   if (model_->info().direct_forces && comm->me == 0)
@@ -727,9 +771,9 @@ void PairMLFF::apply_direct_forces(const double *fn, int64_t n)
   const std::vector<int> &atom_of = graph_.node_atom();
   for (int k = 0; k < graph_.n_local_nodes(); ++k) {
     const int i = atom_of[k];
-    f[i][0] += fn[3 * k];
-    f[i][1] += fn[3 * k + 1];
-    f[i][2] += fn[3 * k + 2];
+    f[i][0] += energy_unit_ * fn[3 * k];
+    f[i][1] += energy_unit_ * fn[3 * k + 1];
+    f[i][2] += energy_unit_ * fn[3 * k + 2];
   }
 }
 
@@ -745,13 +789,14 @@ void PairMLFF::apply_energies_and_gradients(const double *e, int64_t n_energy, c
   // ---- energies (local nodes first) ----------------------------------------
   const std::vector<int> &atom_of = graph_.node_atom();
   const int n_local = graph_.n_local_nodes();
+  const double u = energy_unit_;    // model eV -> LAMMPS energy unit (1 in metal units)
   if (eflag_global) {
     double esum = 0.0;
     for (int k = 0; k < n_local; ++k) esum += e[k];
-    eng_vdwl += esum;
+    eng_vdwl += u * esum;
   }
   if (eflag_atom)
-    for (int k = 0; k < n_local; ++k) eatom[atom_of[k]] += e[k];
+    for (int k = 0; k < n_local; ++k) eatom[atom_of[k]] += u * e[k];
 
   // ---- forces and virial ---------------------------------------------------
   // Ghost entries (neighbours, and centres in redundant mode) go home through
@@ -763,7 +808,7 @@ void PairMLFF::apply_energies_and_gradients(const double *e, int64_t n_energy, c
   for (int64_t k = 0; k < nedges; ++k) {
     const int i = ei[k];
     const int j = ej[k];
-    const double gx = g[3 * k], gy = g[3 * k + 1], gz = g[3 * k + 2];
+    const double gx = u * g[3 * k], gy = u * g[3 * k + 1], gz = u * g[3 * k + 2];
     f[i][0] += gx;
     f[i][1] += gy;
     f[i][2] += gz;

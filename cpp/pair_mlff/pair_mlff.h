@@ -2,7 +2,8 @@
 //
 //   pair_style mlff [halo|redundant] [extrapolation warn|error|off] [tolerance D]
 //                   [devi FILE [every N]]
-//   pair_coeff * * model.pt El_1 El_2 ... El_ntypes
+//   pair_coeff * * model.pt El_1 El_2 ... El_ntypes   (NULL: a type left to other styles;
+//                                                    no elements: taken from type labels)
 //
 // The model contract (inputs, outputs, metadata) is docs/model_interface.md; the
 // parallel modes are described in README.md next to this file.  The parts:
@@ -84,6 +85,7 @@ class PairMLFF : public Pair {
   double r_max_ = 0.0;
   int n_message_passing_ = 0;
   int nthreads_ = 1;    // torch intra-op threads per rank during model calls
+  double energy_unit_ = 1.0;    // model eV -> LAMMPS energy unit (metal 1, real 23.06 kcal/mol)
 
   Mode requested_mode_ = Mode::AUTO;
   Mode mode_ = Mode::AUTO;

@@ -23,9 +23,9 @@ import numpy as np
 from ase import Atoms
 
 from ..errors import DataError
+from ..templates import template_dir
 from .config import ExploreConfig
 
-TEMPLATE = Path(__file__).resolve().parents[3] / "deploy" / "learn" / "explore.in"
 
 
 @dataclass
@@ -56,9 +56,7 @@ def plan(structures: list[Atoms], config: ExploreConfig, folder: Path) -> list[R
 
 
 def template() -> Path:
-    if not TEMPLATE.is_file():  # an installed package: the template travels as package data
-        return Path(__file__).with_name("explore.in")
-    return TEMPLATE
+    return template_dir("learn") / "explore.in"
 
 
 def _write_data(path: Path, atoms: Atoms, elements: list[str]) -> str:

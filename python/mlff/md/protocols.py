@@ -27,12 +27,13 @@ from pathlib import Path
 from ase import units
 
 from ..errors import ConfigError
+from ..templates import template_dir
 
 #: One ASE time unit in fs (ase.units.fs is one fs in ASE time units).
 ASE_TIME_FS = 1.0 / units.fs
 
 #: Folder of the LAMMPS templates.
-TEMPLATE_DIR = Path(__file__).resolve().parents[3] / "deploy" / "protocols"
+TEMPLATE_DIR = template_dir("protocols")
 
 
 def damp_ps_from_ase_friction(friction: float) -> float:
