@@ -33,7 +33,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 
 from ..errors import DataError
 from .calculators import make_calculator
-from .molecules import SMILES, au6_cluster, bulk_cu, diamond_si, molecule, pt110_au_slab
+from .molecules import SMILES, au6_cluster, bulk_cu, c20_fullerene, diamond_si, molecule, pt110_au_slab, water
 
 MD17_REFERENCE = "Chmiela et al., Sci. Adv. 3, e1603015 (2017)"
 SEED_003 = 'X. Zhang, "3 approaches to neural network potentials" (2019), seed 003'
@@ -189,6 +189,21 @@ PRESETS["au6-emt"] = Preset(
                 "temperature settles near half); non-periodic",
     source=f"{SEED_003} (125,000 steps of 1 fs, a frame every 50 steps); {EMT_REFERENCE}",
 )
+PRESETS["au6-emt-carved"] = Preset(
+    name="au6-emt-carved",
+    structure=lambda: au6_cluster(relax=False),
+    calculator="emt",
+    ensemble="nve",
+    temperature_K=300.0,
+    timestep_fs=1.0,
+    interval=50,
+    equilibration_fs=0.0,
+    n_frames=2500,
+    description="Au6 octahedron cut from fcc Au and NOT relaxed (the source's literal protocol), EMT, NVE from "
+                "Maxwell-Boltzmann velocities at 300 K: the 2.2 eV the cut cluster lies above its EMT minimum "
+                "heats it to ~1,300 K (energy spread ~0.28 eV, ten times au6-emt's); non-periodic",
+    source=f"{SEED_003} (\"carve out 6 Au atoms\", 125,000 steps of 1 fs, a frame every 50 steps); {EMT_REFERENCE}",
+)
 PRESETS["pt110-au-emt"] = Preset(
     name="pt110-au-emt",
     structure=pt110_au_slab,
@@ -203,6 +218,23 @@ PRESETS["pt110-au-emt"] = Preset(
                 "(FixAtoms) during MD, EMT, NVE from 300 K; made periodic in z with a 14.8 A vacuum gap "
                 "(mlff graphs need all-or-no periodicity), so frames carry stress labels of the padded cell",
     source=f"{SEED_003} (its Pt8Au2 set; MD settings as for its Au6 set); {EMT_REFERENCE}",
+)
+PRESETS["water"] = replace(
+    _molecule_preset("water"), structure=water,
+    description="one water molecule in vacuum (ASE's G2 geometry), GFN2-xTB, MD17 protocol (Langevin)",
+    source=f"{MD17_REFERENCE}; the water molecule of seed 002 (Hedelius, BSc thesis, BYU 2021, §3.2)")
+PRESETS["c20"] = Preset(
+    name="c20",
+    structure=c20_fullerene,
+    calculator="xtb",
+    temperature_K=500.0,
+    timestep_fs=1.0,
+    interval=10,
+    equilibration_fs=1000.0,
+    n_frames=1000,
+    description="C20 fullerene cage (regular dodecahedron, C-C 1.45 A) in vacuum, GFN2-xTB, Langevin NVT",
+    source="K. T. Schütt, PhD thesis, TU Berlin (2018), seed 001 §5.3 and App. A (C20 MD at 500 K with 1 fs steps, "
+           "PBE+vdW-TS there; GFN2-xTB here)",
 )
 
 

@@ -10,6 +10,9 @@ The molecule set is that of the MD17 benchmark (Chmiela et al., Sci. Adv. 3,
 e1603015 (2017)); only the starting geometry is built here, the trajectories
 are sampled by :mod:`mlff.data.generate`.
 
+Two more molecules are built without RDKit: :func:`water` (ASE's G2 geometry) and
+:func:`c20_fullerene` (a regular dodecahedron, the C20 cage of Schütt's thesis, seed 001 §5.3).
+
 Crystals (:func:`bulk_cu`, :func:`diamond_si`) are built with
 :func:`ase.build.bulk` in conventional cubic cells. :func:`au6_cluster` (an
 octahedral Au6 cut from fcc Au) and :func:`pt110_au_slab` (Pt(110) with two Au
@@ -223,3 +226,36 @@ def pt110_au_slab(relax: bool = True) -> Atoms:
     slab.info.pop("adsorbate_info", None)
     slab.info["name"] = "pt110_2x2x2_au2"
     return slab
+
+
+def water() -> Atoms:
+    """H2O, ASE's G2 geometry (``ase.build.molecule("H2O")``: O-H 0.969 Å, H-O-H 103.9°),
+    non-periodic, positions in Å; the water molecule of seed 002 §3.2."""
+    from ase.build import molecule as g2_molecule
+
+    atoms = g2_molecule("H2O")
+    atoms.pbc = False
+    atoms.info["name"] = "water"
+    return atoms
+
+
+#: C-C bond length (Å) of the regular dodecahedron :func:`c20_fullerene` starts from.
+C20_BOND_A = 1.45
+
+
+def c20_fullerene() -> Atoms:
+    """The C20 fullerene cage of Schütt's thesis (seed 001 §5.3) as a regular dodecahedron
+    with every C-C bond :data:`C20_BOND_A` long: the 20 vertices ``(±1, ±1, ±1)``,
+    ``(0, ±1/φ, ±φ)``, ``(±1/φ, ±φ, 0)``, ``(±φ, 0, ±1/φ)`` (edge ``2/φ``), scaled.
+    A relaxation breaks the symmetry into three distinct bond lengths (Jahn-Teller
+    distortion; the thesis's DFT and SchNet: 1.41, 1.45 and 1.52 Å). Non-periodic, centred
+    at the origin, positions in Å."""
+    phi = (1.0 + 5.0 ** 0.5) / 2.0
+    pts = [(x, y, z) for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)]
+    for a in (-1, 1):
+        for b in (-1, 1):
+            pts += [(0, a / phi, b * phi), (a / phi, b * phi, 0), (a * phi, 0, b / phi)]
+    positions = np.array(pts, dtype=np.float64) * (C20_BOND_A / (2.0 / phi))
+    atoms = Atoms("C20", positions=positions, pbc=False)
+    atoms.info["name"] = "c20_fullerene"
+    return atoms
