@@ -76,6 +76,7 @@ def molecules(ctx) -> list[str]:
 
 def run(ctx) -> Report:
     from mlff.analysis.analyze import analyze
+    from mlff.md import MDError
     from mlff.md.protocols import get_protocol
     from mlff.md.runner import run as md_run
 
@@ -106,15 +107,25 @@ def run(ctx) -> Report:
             params = protocol.resolve(md_params(T, ctx.quick))
             out = ctx.out / "md" / f"{mol}-{label.split()[0]}-{T:.0f}K"
             ctx.log(f"{mol}, {label}, {T:.0f} K: nve-drift in LAMMPS")
-            summary = md_run(protocol, params, start, out, model=str(deployed[label]), source=f"{mol} training frame 0",
-                             overwrite=True, progress=ctx.progress)
+            key = f"{label} {T:.0f}K"
+            try:
+                summary = md_run(protocol, params, start, out, model=str(deployed[label]),
+                                 source=f"{mol} training frame 0", overwrite=True, progress=ctx.progress)
+            except MDError as exc:   # no NVE frame at all: the model failed during the Langevin stages
+                md[mol][key] = {"label": label, "T": T, "first_step_bond_over_1.5x": 0, "largest_bond_ratio": float("inf"),
+                                "nve_steps": protocol.production_steps(params), "frames": 0, "temperature_mean_K": None,
+                                "temperature_drift_K_per_ps": None, "energy_drift_meV_per_atom_per_ps": None,
+                                "net_force_max_eV_A": None, "stopped": "before the NVE stage", "error": str(exc),
+                                "run": str(out)}
+                ctx.log(f"  failed before the NVE stage: {exc}")
+                continue
             analysis = analyze(out, plots=False)["analysis"]
             step, worst = first_stretched_step(out)
             e = analysis["energy"]
-            md[mol][f"{label} {T:.0f}K"] = {
+            md[mol][key] = {
                 "label": label, "T": T, "first_step_bond_over_1.5x": step, "largest_bond_ratio": worst,
                 "nve_steps": protocol.production_steps(params), "frames": analysis["frames"],
-                "temperature_start_K": None, "temperature_mean_K": e["temperature_mean_K"],
+                "temperature_mean_K": e["temperature_mean_K"],
                 "temperature_drift_K_per_ps": e.get("temperature_drift_K_per_ps"),
                 "energy_drift_meV_per_atom_per_ps": e.get("drift_meV_per_atom_per_ps"),
                 "net_force_max_eV_A": e.get("net_force_max_eV_per_A"), "stopped": summary["runs"][0].get("halted"),
@@ -191,7 +202,7 @@ def report(ctx, acc, md) -> Report:
                   "none" if step is None else "0 (already during the Langevin stages)" if step == 0 else str(step),
                   "steps",
                   f"of {v['nve_steps']}; largest bond ratio {v['largest_bond_ratio']:.2f}; T drift "
-                  f"{fmt(v['temperature_drift_K_per_ps'])} K/ps, mean T {v['temperature_mean_K']:.0f} K"
+                  f"{fmt(v['temperature_drift_K_per_ps'])} K/ps, mean T {fmt(v['temperature_mean_K'])} K"
                   + (f"; stopped: {v['stopped']}" if v["stopped"] else ""))
     hot = {mol: md[mol]["tfn_dfp (direct) 300K"]["first_step_bond_over_1.5x"] for mol in mols}
     watched = [m for m in ("toluene", "benzene") if m in hot]
