@@ -325,3 +325,11 @@ def test_analyze_an_extxyz_pair_end_to_end(tmp_path):
     saved = json.loads((tmp_path / "out" / "analysis.json").read_text())
     assert saved["analysis"]["rdf"]["error_vs_reference"] == 0.0
     assert set(np.load(tmp_path / "out" / "curves.npz").files) >= {"run_rdf_g", "ref_rdf_g", "run_vdos", "labels"}
+
+
+def test_first_peak_is_the_first_not_the_highest():
+    from mlff.analysis.analyze import first_peak
+
+    r = np.linspace(0.0, 8.0, 801)
+    g = 2.0 * np.exp(-((r - 2.35) / 0.05) ** 2) + 3.0 * np.exp(-((r - 3.84) / 0.05) ** 2) + 0.05 * np.sin(9 * r) ** 2
+    assert first_peak(r, g) == pytest.approx(2.35, abs=0.011)

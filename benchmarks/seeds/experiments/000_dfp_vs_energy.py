@@ -43,10 +43,11 @@ MODELS = [
 def md_params(temperature: float, quick: bool) -> dict:
     """The thesis's protocol as ``mlff md nve-drift``: Langevin (ASE friction 1.0) for 1,000 steps,
     then friction 0.1 until T is within ±5 % (at most 1,000 more steps, the thesis's 1,000-2,000),
-    then NVE at 0.5 fs; a frame every 10 steps."""
+    then NVE at 0.5 fs with the centre-of-mass and angular momentum zeroed every step; a frame
+    every 10 steps."""
     return dict(temperature=temperature, timestep=0.5, length=0.05 if quick else NVE_PS, dump_every=10,
                 n_hot=50 if quick else 1000, friction_hot=1.0, friction_cool=0.1, t_tol=0.05, check_every=10,
-                max_cool=50 if quick else 1000)
+                max_cool=50 if quick else 1000, zero_momentum=1)
 
 
 def first_stretched_step(run_dir, factor: float = BOND_FACTOR) -> tuple[int | None, float]:
@@ -165,9 +166,9 @@ def report(ctx, acc, md) -> Report:
             f"MD: `mlff md nve-drift` in LAMMPS (`pair_style mlff`, model in float64), which is the thesis's "
             f"protocol: Langevin with ASE friction 1.0 for {ctx.pick(1000, 50)} steps, then 0.1 until T is within "
             f"±5 % (at most {ctx.pick(1000, 50)} more steps), then NVE at 0.5 fs for {ctx.pick(NVE_PS, 0.05)} ps "
-            f"({ctx.pick(int(NVE_PS * 2000), 100)} steps), from the first training frame. Differences: the centre "
-            "of mass is held during the thermostat stages but not zeroed during NVE (the thesis zeroed linear and "
-            "angular momentum every step), and the same protocol is run with the nequip energy model at 300 K as "
+            f"({ctx.pick(int(NVE_PS * 2000), 100)} steps), centre-of-mass and angular momentum zeroed every step, "
+            "from the first training frame. Difference: the same protocol is also run with the nequip energy "
+            "model at 300 K as "
             "a control. Bonds: pairs closer than 1.2× their covalent radii in the starting geometry "
             "(mlff.analysis.structure.find_bonds); the first NVE step (frames every 10 steps) with a bond longer "
             "than 1.5× its starting length. Temperature drift: mlff.analysis (linear fit over the NVE run).",

@@ -206,7 +206,7 @@ def report(ctx, sweep, best, bonds, modes, result, params, n_train) -> Report:
     r.add("P(r) difference ∫|P − P_ref| dr at 300 K", "— (Fig. 5.6 shows SchNet's classical and PIMD curves, no "
           "reference MD)", "MD failed" if failed_md else fmt(a["rdf"].get("error_vs_reference")),
           a["rdf"].get("error_unit", ""),
-          f"highest peak at {fmt(a['rdf']['first_peak_A'])} / {fmt(ref['rdf']['first_peak_A'])} Å (model / xTB)")
+          f"first peak at {fmt(a['rdf']['first_peak_A'])} / {fmt(ref['rdf']['first_peak_A'])} Å (model / xTB)")
     r.add("mean temperature in the NVE part, model / xTB", "300 K (classical MD)",
           f"{fmt(a['energy']['temperature_mean_K'])} / {ref['energy']['temperature_mean_K']:.0f}", "K",
           f"energy drift {fmt(a['energy'].get('drift_meV_per_atom_per_ps'))} / "

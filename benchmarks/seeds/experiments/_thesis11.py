@@ -241,7 +241,7 @@ def common_report(ctx, system: System, res: dict, title: str, paper_did: str) ->
     r.add("g(r) difference ∫|g − g_ref| dr", "smaller, wider peaks than the reference (Fig. 11.3)"
           if system.key == "cu" else "slightly more dispersed (Fig. 11.13)",
           f"{fmt(a['rdf'].get('error_vs_reference'))}", a["rdf"].get("error_unit", "Å"),
-          f"highest peak at {fmt(a['rdf']['first_peak_A'])} / {fmt(ref['rdf']['first_peak_A'])} Å")
+          f"first peak at {fmt(a['rdf']['first_peak_A'])} / {fmt(ref['rdf']['first_peak_A'])} Å")
     r.add("MSD at the end of the NVE run, model / reference", "model larger, growing non-linearly (Fig. 11.6)"
           if system.key == "cu" else "growing non-linearly (Fig. 11.14)",
           f"{fmt(a['msd']['final_msd_A2'])} / {fmt(ref['msd']['final_msd_A2'])}", "Å²", "centre of mass removed")

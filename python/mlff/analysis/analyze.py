@@ -65,6 +65,19 @@ def _bond_kinds(symbols, pairs) -> tuple[list[str], np.ndarray]:
     return kinds, np.array([kinds.index(n) for n in names], dtype=np.int64)
 
 
+def first_peak(r: np.ndarray, g: np.ndarray) -> float | None:
+    """Position (Å) of the first peak of ``g(r)``: the first local maximum that reaches half
+    the highest and stands out by a tenth of it (``scipy.signal.find_peaks``); ``None``
+    for an empty curve."""
+    from scipy.signal import find_peaks
+
+    top = float(np.max(g)) if len(g) else 0.0
+    if top <= 0:
+        return None
+    peaks, _ = find_peaks(g, height=0.5 * top, prominence=0.1 * top)
+    return float(r[peaks[0]]) if len(peaks) else float(r[int(np.argmax(g))])
+
+
 def _lammps_rdf_check(traj: Trajectory) -> dict | None:
     """freud's g(r) against LAMMPS's compute rdf of the same run (frames after the first,
     which is what fix ave/time averaged), when the run wrote lammps_rdf.dat."""
@@ -183,7 +196,8 @@ def evaluate(run: Path, trajs: list[Trajectory], *, rdf_r_max: float | None, rdf
     g = np.average(np.array([p["g"] for p in parts]), axis=0, weights=weights)
     curves.update(rdf_r=parts[0]["r"], rdf_g=g, rdf_kind=parts[0]["kind"])
     summary["rdf"] = {"kind": parts[0]["kind"], "r_max_A": parts[0]["r_max"], "bins": rdf_bins,
-                      "frames": int(weights.sum()), "first_peak_A": float(parts[0]["r"][np.argmax(g)])}
+                      "frames": int(weights.sum()), "first_peak_A": first_peak(parts[0]["r"], g),
+                      "highest_peak_A": float(parts[0]["r"][np.argmax(g)])}
     check = _lammps_rdf_check(main)
     if check is not None:
         curves.update(lammps_rdf_r=check.pop("r"), lammps_rdf_g=check.pop("g"))

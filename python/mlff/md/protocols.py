@@ -56,6 +56,7 @@ class Stage:
     ``friction``: ASE units. ``until_within``: end the stage at the first check (every
     ``check_every`` steps) where ``|T - t_end| <= until_within * t_end``.
     ``production``: frames are recorded. ``check_bonds``: stop at a broken bond.
+    ``zero_rotation``: the angular momentum is zeroed every step (``ase.md.velocitydistribution.ZeroRotation``).
     """
 
     kind: str
@@ -69,6 +70,7 @@ class Stage:
     check_every: int = 10
     production: bool = False
     check_bonds: bool = False
+    zero_rotation: bool = False  # also zero the angular momentum every step (the COM always is)
     name: str = ""
 
 
@@ -144,7 +146,7 @@ class Protocol:
             out.update(n_hot=p["n_hot"], damp_hot=damp_ps_from_ase_friction(p["friction_hot"]),
                        damp_cool=damp_ps_from_ase_friction(p["friction_cool"]), t_tol=p["t_tol"],
                        check_every=p["check_every"], max_cool=p["max_cool"],
-                       nsteps=self.steps(p, p["length"]))
+                       nsteps=self.steps(p, p["length"]), zero_momentum=int(p["zero_momentum"]))
         elif self.name == "stability":
             out.update(damp=damp_ps_from_ase_friction(p["friction"]), nsteps=self.steps(p, p["length"]),
                        check_every=p["dump_every"], bond_tol=p["bond_tol"])
@@ -166,7 +168,8 @@ class Protocol:
             return [Stage("langevin", int(p["n_hot"]), T, T, p["friction_hot"], name="hot"),
                     Stage("langevin", int(p["max_cool"]), T, T, p["friction_cool"], until_within=p["t_tol"],
                           check_every=int(p["check_every"]), name="cool"),
-                    Stage("nve", self.steps(p, p["length"]), T, T, production=True, name="nve")]
+                    Stage("nve", self.steps(p, p["length"]), T, T, production=True, name="nve",
+                          zero_rotation=bool(p["zero_momentum"]))]
         if self.name == "stability":
             return [Stage("langevin", self.steps(p, p["length"]), T, T, p["friction"], production=True,
                           check_bonds=True, check_every=int(p["dump_every"]), name="nvt")]
@@ -203,10 +206,11 @@ PROTOCOLS: dict[str, Protocol] = {
         "energy conservation (the seed 000 protocol, 0.5 fs)",
         "nve", None,
         {**_COMMON, "n_hot": 1000, "friction_hot": 1.0, "friction_cool": 0.1, "t_tol": 0.05, "check_every": 10,
-         "max_cool": 20000},
+         "max_cool": 20000, "zero_momentum": 0},
         {**_COMMON_HELP, "n_hot": "steps with friction_hot", "friction_hot": "ASE units (1.0 = 0.0102 ps)",
          "friction_cool": "ASE units (0.1 = 0.1018 ps)", "t_tol": "relative temperature band ending stage 2",
-         "check_every": "steps between temperature checks", "max_cool": "cap on stage 2, steps"},
+         "check_every": "steps between temperature checks", "max_cool": "cap on stage 2, steps",
+         "zero_momentum": "1: zero the centre-of-mass and angular momentum every NVE step (seed 000's MD)"},
     ),
     "stability": Protocol(
         "stability", "stability.in",

@@ -157,6 +157,10 @@ def _run_seed(protocol: Protocol, params: dict, atoms: Atoms, calculator: str, s
                 else:
                     system.set_constraint()
                 dyn = _dynamics(system, stage, dt_fs, rng)
+                if stage.zero_rotation:
+                    from ase.md.velocitydistribution import ZeroRotation
+
+                    dyn.attach(lambda: ZeroRotation(system), interval=1)
                 chunk = every if stage.production else max(1, min(stage.check_every, 50))
                 if stage.production and first_production:
                     first_production = False

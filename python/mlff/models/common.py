@@ -122,7 +122,7 @@ def reverse_edge_groups(edge_index: torch.Tensor, edge_vec: torch.Tensor) -> tup
     q = torch.round((v / bound + 1.0) * (0.5 * levels)).to(torch.long)  # each component in [0, 2^21)
     key_vec = (q[:, 0] << 42) | (q[:, 1] << 21) | q[:, 2]
     lo, hi = torch.minimum(centre, neighbour), torch.maximum(centre, neighbour)
-    key_nodes = lo * (int(hi.max()) + 1) + hi
+    key_nodes = (lo << 32) | hi  # node indices < 2^31 (no data-dependent size: exportable)
     # lexicographic sort on (key_nodes, key_vec): two stable sorts, minor key first
     order = torch.sort(key_vec, stable=True).indices
     order = order[torch.sort(key_nodes[order], stable=True).indices]
