@@ -1,4 +1,4 @@
-"""The ``mlff`` command: ``mlff data``, ``mlff data check``, ``mlff train``, ``mlff eval``, ``mlff md``, ``mlff analyze``, ``mlff report``.
+"""The ``mlff`` command: ``mlff data``, ``mlff data check``, ``mlff data pack``, ``mlff train``, ``mlff eval``, ``mlff md``, ``mlff analyze``, ``mlff report``.
 
 Each subcommand lives next to the code it drives and exposes
 ``register(subparsers)``, which adds its parser and sets ``func``.
@@ -14,11 +14,11 @@ from .errors import MLFFError
 
 # two-word commands: ``mlff data check`` is parsed as the subcommand ``data-check``
 # (``mlff data PRESET`` keeps its positional preset name)
-TWO_WORD = {("data", "check"): "data-check"}
+TWO_WORD = {("data", "check"): "data-check", ("data", "pack"): "data-pack"}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .data import check_cli
+    from .data import check_cli, pack_cli
     from .data import cli as data_cli
     from .learn import cli as learn_cli
     from .train import cli as train_cli
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     data_cli.register(sub)
     check_cli.register(sub)
+    pack_cli.register(sub)
     train_cli.register(sub)
     evaluate.register(sub)
     md_cli.register(sub)

@@ -29,6 +29,20 @@ def neighbor_graph(atoms: Atoms, r_max: float) -> tuple[np.ndarray, np.ndarray]:
 
     Raises ``DataError`` if a periodic structure has a degenerate cell.
     """
+    edge_index, shifts, cell = neighbor_shifts(atoms, r_max)
+    shift_vec = shift_vectors(shifts, cell) if bool(np.all(atoms.pbc)) else np.zeros((shifts.shape[0], 3))
+    return edge_index, shift_vec
+
+
+def shift_vectors(shifts: np.ndarray, cell: np.ndarray) -> np.ndarray:
+    """Cartesian image shifts (Å, float64 ``[e, 3]``) of integer cell shifts ``S`` ``[e, 3]``."""
+    return shifts.astype(np.float64) @ np.asarray(cell, dtype=np.float64)
+
+
+def neighbor_shifts(atoms: Atoms, r_max: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`neighbor_graph` with the image shifts as integers: ``edge_index`` (int64
+    ``[2, e]``), ``S`` (int64 ``[e, 3]``, zero for a molecule) and the cell used (zero for a
+    molecule), so that the shift vector is ``S @ cell``. ``mlff data pack`` stores these."""
     pbc = np.asarray(atoms.pbc, dtype=bool)
     if pbc.any() and not pbc.all():
         raise DataError(f"mixed periodicity {pbc.tolist()} is not supported; use all-periodic or non-periodic")
@@ -44,8 +58,8 @@ def neighbor_graph(atoms: Atoms, r_max: float) -> tuple[np.ndarray, np.ndarray]:
     nl = NeighborList(cutoff=float(r_max), full_list=True)
     i, j, S = nl.compute(points=positions, box=cell, periodic=periodic, quantities="ijS")
     edge_index = np.stack([i, j]).astype(np.int64)
-    shift_vec = S.astype(np.float64) @ cell if periodic else np.zeros((len(i), 3))
-    return edge_index, shift_vec
+    shifts = S.astype(np.int64) if periodic else np.zeros((len(i), 3), dtype=np.int64)
+    return edge_index, shifts, cell
 
 
 @dataclass

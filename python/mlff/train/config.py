@@ -30,25 +30,45 @@ class TrainConfig:
     ``device``: where the model and the training data live: ``"cpu"``, ``"cuda"``,
     ``"cuda:N"``, or ``"auto"`` (default: the current CUDA device when torch has one,
     else the CPU). ``threads`` sets torch's CPU threads.
+
+    ``dtype``, ``batch_size``, ``lr``, ``energy_weight``, ``ema_decay`` and the schedule
+    (``lr_factor``, ``lr_patience``, ``min_lr``, ``early_stopping_patience``) left at
+    ``None`` take the model's tuned value from :mod:`mlff.train.defaults` (the table the
+    benchmarks train with); ``batch_size`` is global, all processes of a distributed run
+    together.
     """
+
+    def __post_init__(self) -> None:
+        self.resolve_defaults()
+
+    def resolve_defaults(self) -> "TrainConfig":
+        """Fill the options left at ``None`` from the model's entry in :mod:`mlff.train.defaults`
+        (nothing while ``model`` is not a string: :meth:`validate` names that error)."""
+        from .defaults import training_defaults
+
+        if isinstance(self.model, str):
+            for name, value in training_defaults(self.model).items():
+                if getattr(self, name) is None:
+                    setattr(self, name, value)
+        return self
 
     model: str = "schnet"
     model_params: dict[str, Any] = field(default_factory=dict)
     r_max: float = 5.0
-    dtype: str = "float32"
+    dtype: str | None = None
     epochs: int = 1000
     max_minutes: float | None = None
     max_cpu_minutes: float | None = None
-    batch_size: int = 5
+    batch_size: int | None = None
     valid_batch_size: int = 50
-    lr: float = 1e-3
-    energy_weight: float = 1.0
+    lr: float | None = None
+    energy_weight: float | None = None
     stress_weight: float | None = None
-    lr_factor: float = 0.5
-    lr_patience: int = 10
-    min_lr: float = 1e-6
-    early_stopping_patience: int = 40
-    ema_decay: float = 0.99
+    lr_factor: float | None = None
+    lr_patience: int | None = None
+    min_lr: float | None = None
+    early_stopping_patience: int | None = None
+    ema_decay: float | None = None
     n_valid: int | None = None
     seed: int = 0
     threads: int | None = None
@@ -61,6 +81,7 @@ class TrainConfig:
         hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):
             setattr(self, f.name, _checked(f.name, getattr(self, f.name), hints[f.name]))
+        self.resolve_defaults()
         if self.dtype not in ("float32", "float64"):
             raise ConfigError(f"dtype must be float32 or float64, got {self.dtype!r}")
         for name in ("epochs", "batch_size", "valid_batch_size", "lr_patience", "early_stopping_patience"):

@@ -24,9 +24,15 @@ def fit_energy_scale(model: EnergyModel, graphs: Sequence[Graph]) -> dict[str, o
     n_species = len(model.species)
     counts = np.stack([np.bincount(g.species.numpy(), minlength=n_species) for g in graphs]).astype(np.float64)
     energies = np.array([float(g.energy[0]) for g in graphs])
-    e0, *_ = np.linalg.lstsq(counts, energies, rcond=None)
     forces = torch.cat([g.forces for g in graphs])
-    scale = float(torch.sqrt(torch.mean(forces.double() ** 2))) or 1.0
+    return set_energy_scale(model, counts, energies, float(torch.sqrt(torch.mean(forces.double() ** 2))))
+
+
+def set_energy_scale(model: EnergyModel, counts: np.ndarray, energies: np.ndarray, rms_force: float) -> dict[str, object]:
+    """:func:`fit_energy_scale` from its inputs: composition counts ``[n, S]``, total
+    energies ``[n]`` (eV) and the RMS force component (eV/Å); packed data sets stream them."""
+    e0, *_ = np.linalg.lstsq(counts, energies, rcond=None)
+    scale = rms_force or 1.0
     es = model.energy_scale
     es.reference_energy.copy_(torch.as_tensor(e0, dtype=es.reference_energy.dtype))
     es.scale.fill_(scale)
@@ -52,8 +58,10 @@ def pair_min_distances(graphs: Sequence[Graph], species: Sequence[str]) -> dict[
     return {f"{species[k // n]}-{species[k % n]}": float(best[k]) for k in np.flatnonzero(np.isfinite(best))}
 
 
-def atomic_energy_range(model: EnergyModel, graphs: Sequence[Graph], batch_size: int = 50) -> dict[str, list[float]]:
-    """Smallest and largest atomic energy (eV) ``model`` gives each species over ``graphs``:
+def atomic_energy_range(model: EnergyModel, graphs: Sequence[Graph], batch_size: int = 50,
+                        batches=None) -> dict[str, list[float]]:
+    """Smallest and largest atomic energy (eV) ``model`` gives each species over ``graphs``
+    (or over ``batches``, an iterable of collated graphs, when given):
     ``{"Cu": [lo, hi], ...}`` (direct-force models, which have no energy: ``{}``)."""
     from ..graph import collate
 
@@ -62,8 +70,9 @@ def atomic_energy_range(model: EnergyModel, graphs: Sequence[Graph], batch_size:
     lo = np.full(len(model.species), np.inf)
     hi = np.full(len(model.species), -np.inf)
     with torch.no_grad():
-        for start in range(0, len(graphs), batch_size):
-            batch = collate(graphs[start:start + batch_size])
+        if batches is None:
+            batches = (collate(graphs[start:start + batch_size]) for start in range(0, len(graphs), batch_size))
+        for batch in batches:
             e = model(batch.species, batch.edge_index, batch.edge_vec()).double().cpu().numpy()
             s = batch.species.cpu().numpy()
             np.minimum.at(lo, s, e)

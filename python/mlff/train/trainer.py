@@ -33,7 +33,14 @@ from ..graph import Graph, atoms_to_graph, collate
 from ..models import EnergyModel, build_model
 from .checkpoint import load_checkpoint, model_record, save_checkpoint
 from .config import TrainConfig
-from .statistics import atomic_energy_range, fit_energy_scale, pair_min_distances, periodicity
+from .defaults import model_params as model_param_defaults
+from .distributed import DistContext, shard
+from .statistics import (atomic_energy_range, fit_energy_scale, pair_min_distances, periodicity,
+                         set_energy_scale)
+
+# packed training sets: model statistics other than the energy scale (neighbour counts,
+# feature scaling) and the atomic-energy range are fitted on a random subset of this size
+STATISTICS_STRUCTURES = 2_000
 
 METRIC_FIELDS = ["epoch", "lr", "train_loss", "train_energy_mae", "train_force_mae", "valid_energy_mae",
                  "valid_force_mae", "valid_energy_rmse", "valid_force_rmse", "wall_s", "cpu_s"]
@@ -73,7 +80,10 @@ def stress_weight_for(config: TrainConfig, model: EnergyModel, graphs: Sequence[
     """The stress loss weight: ``config.stress_weight``, or if that is ``None`` 1.0 when every
     training structure is periodic with a stress label (else 0). ``ConfigError`` if a positive
     weight is asked for without labels or for a direct-force model."""
-    labelled = all(g.stress is not None and float(g.volume[0]) > 0 for g in graphs)
+    if hasattr(graphs, "all_stress_labelled"):  # GraphSet, PackedSet
+        labelled = graphs.all_stress_labelled()
+    else:
+        labelled = all(g.stress is not None and float(g.volume[0]) > 0 for g in graphs)
     direct = getattr(model, "direct_forces", False)
     if config.stress_weight is None:
         return 1.0 if labelled and not direct else 0.0
@@ -81,6 +91,28 @@ def stress_weight_for(config: TrainConfig, model: EnergyModel, graphs: Sequence[
         raise ConfigError("stress_weight > 0 needs periodic training structures that all carry stress labels "
                           "and an energy model")
     return float(config.stress_weight)
+
+
+def batch_loss(model: EnergyModel, batch: Graph, energy_weight: float, stress_weight: float,
+               n_structures: int | None = None, n_components: int | None = None):
+    """This batch's part of the loss ``ρ·mean((ΔE/N)²) + mean(ΔF²) + λ·mean((Δσ·V/N)²)`` of
+    a global batch of ``n_structures`` structures with ``n_components`` force components
+    (default: this batch's own, i.e. the plain means). The parts of the shards of a global
+    batch add up to its loss, so their gradients add up to its gradient. Returns the loss
+    and the predicted energies (``None`` for direct-force models) and forces."""
+    n_structures = batch.n_structures if n_structures is None else n_structures
+    n_components = batch.forces.numel() if n_components is None else n_components
+    if stress_weight > 0:
+        energy, forces, stress = energy_forces_stress(model, batch, create_graph=True)
+    else:
+        (energy, forces), stress = energy_and_forces(model, batch, create_graph=True), None
+    loss = torch.sum((forces - batch.forces) ** 2) / n_components
+    if energy is not None:  # direct-force models: force loss only
+        loss = loss + energy_weight * torch.sum(((energy - batch.energy) / batch.n_atoms) ** 2) / n_structures
+    if stress is not None:  # stress error as virial per atom (eV)
+        per_atom = (batch.volume / batch.n_atoms)[:, None, None]
+        loss = loss + stress_weight * torch.sum(((stress - batch.stress) * per_atom) ** 2) / (9 * n_structures)
+    return loss, energy, forces
 
 
 @dataclass
@@ -102,6 +134,13 @@ class Errors:
         df = (f_pred - f_ref).detach().double()
         self.f_abs += float(df.abs().sum()); self.f_sq += float((df**2).sum()); self.n_f += df.numel()
 
+    def vector(self) -> list[float]:
+        return [self.e_abs, self.e_sq, float(self.n_e), self.f_abs, self.f_sq, float(self.n_f)]
+
+    @classmethod
+    def from_vector(cls, v) -> "Errors":
+        return cls(float(v[0]), float(v[1]), int(round(float(v[2]))), float(v[3]), float(v[4]), int(round(float(v[5]))))
+
     def summary(self) -> dict[str, float]:
         """MAE/RMSE in meV/atom (energy; NaN if no energies were predicted) and meV/Å (forces)."""
         if self.n_e == 0:
@@ -120,6 +159,116 @@ def evaluate_graphs(model: EnergyModel, graphs: Sequence[Graph], batch_size: int
         energy, forces = energy_and_forces(model, batch, create_graph=False)
         errors.add(energy, batch.energy, batch.n_atoms, forces, batch.forces)
     return errors.summary()
+
+
+def evaluate_set(model: EnergyModel, data, batch_size: int, dist: DistContext | None = None) -> Errors:
+    """Error sums of ``model`` on this rank's share of ``data`` (:class:`GraphSet` or
+    :class:`PackedSet`), in batches of ``batch_size``; summed over the ranks by the caller."""
+    dist = dist or DistContext()
+    positions = shard(np.arange(len(data)), dist.world_size, dist.rank)
+    errors = Errors()
+    for start in range(0, len(positions), batch_size):
+        batch = data.batch(positions[start:start + batch_size])
+        energy, forces = energy_and_forces(model, batch, create_graph=False)
+        errors.add(energy, batch.energy, batch.n_atoms, forces, batch.forces)
+    return errors
+
+
+class GraphSet:
+    """Training or validation graphs held in memory."""
+
+    def __init__(self, graphs: Sequence[Graph]):
+        self.graphs = list(graphs)
+        self.n_atoms = np.array([int(g.pos.shape[0]) for g in self.graphs], dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.graphs)
+
+    def batch(self, positions) -> Graph:
+        return collate([self.graphs[k] for k in positions])
+
+    def all_stress_labelled(self) -> bool:
+        return all(g.stress is not None and float(g.volume[0]) > 0 for g in self.graphs)
+
+
+class PackedSet:
+    """A packed data set (:class:`mlff.data.packed.PackedDataset`) read batch by batch."""
+
+    def __init__(self, data, species: Sequence[str], dtype: torch.dtype, device: torch.device):
+        self.data, self.species, self.dtype, self.device = data, list(species), dtype, device
+        self.n_atoms = data.n_atoms
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def batch(self, positions) -> Graph:
+        return self.data.batch(positions, self.species, self.dtype, self.device)
+
+    def all_stress_labelled(self) -> bool:
+        return self.data.all_stress_labelled()
+
+    def statistics_subset(self, seed: int) -> np.ndarray:
+        """Sorted positions of at most ``STATISTICS_STRUCTURES`` random structures."""
+        n = len(self.data)
+        if n <= STATISTICS_STRUCTURES:
+            return np.arange(n)
+        return np.sort(np.random.default_rng(seed).choice(n, STATISTICS_STRUCTURES, replace=False))
+
+
+class _Clock:
+    """Training time (wall: rank 0's; CPU: all ranks' processes together, all threads),
+    continuing a resumed run's, and the per-step gradient all-reduce that carries it."""
+
+    def __init__(self, wall0: float, cpu0: float, dist: DistContext):
+        self.wall0, self.cpu0, self.dist = wall0, cpu0, dist
+        self.t_wall, self.t_cpu = time.perf_counter(), time.process_time()
+
+    def _local(self) -> tuple[float, float]:
+        return time.process_time() - self.t_cpu, time.perf_counter() - self.t_wall
+
+    def reduce_step(self, params: list[torch.Tensor], local_loss: float,
+                    failure: BaseException | None) -> tuple[float, float, float]:
+        """Sum every rank's gradients (each rank's loss is its part of the global batch's
+        loss, so the sum is the gradient of the global loss), in one flat float64 all-reduce
+        that also carries the error flag, the CPU times, rank 0's wall time and the loss
+        parts. A parameter without a gradient on every rank keeps none (as in one process).
+        Returns the global loss, the CPU and the wall time (s) so far."""
+        cpu, wall = self._local()
+        dist = self.dist
+        if not dist.enabled:
+            return local_loss, self.cpu0 + cpu, self.wall0 + wall
+        device = params[0].device
+        meta = [1.0 if failure is not None else 0.0, cpu, wall if dist.is_main else 0.0, local_loss]
+        meta += [0.0 if p.grad is None else 1.0 for p in params]
+        flat = torch.cat([torch.tensor(meta, dtype=torch.float64, device=device)]
+                         + [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).to(torch.float64)
+                            for p in params])
+        dist.all_reduce_sum(flat)
+        head = flat[:4 + len(params)].tolist()
+        if head[0] > 0:
+            dist.raise_failures(True, failure)
+        offset = 4 + len(params)
+        for p, has in zip(params, head[4:]):
+            n = p.numel()
+            p.grad = flat[offset:offset + n].reshape(p.shape).to(p.dtype) if has > 0 else None
+            offset += n
+        return head[3], self.cpu0 + head[1], self.wall0 + head[2]
+
+    def reduce_epoch(self, train: Errors, valid: Errors, failure: BaseException | None):
+        """Training and validation error summaries summed over the ranks, with the CPU and
+        wall time (s) so far; every rank gets the same numbers (and so decides the same)."""
+        cpu, wall = self._local()
+        dist = self.dist
+        if dist.enabled:
+            v = torch.tensor([1.0 if failure is not None else 0.0, cpu, wall if dist.is_main else 0.0]
+                             + train.vector() + valid.vector(), dtype=torch.float64, device=dist.flag_device)
+            dist.all_reduce_sum(v)
+            v = v.tolist()
+            if v[0] > 0:
+                dist.raise_failures(True, failure)
+            cpu, wall = v[1], v[2]
+            train, valid = Errors.from_vector(v[3:9]), Errors.from_vector(v[9:15])
+        return train.summary(), valid.summary(), self.cpu0 + cpu, self.wall0 + wall
 
 
 class Trainer:
@@ -187,42 +336,29 @@ class Trainer:
     # ------------------------------------------------------------------ loop
     def fit(self, train_frames, valid_frames, progress: bool = True, log: Callable[[str], None] = print,
             sources: tuple[str, str] = ("the training set", "the validation set"),
-            strict_data: bool = False) -> dict[str, float]:
-        """Train on ``train_frames``, validate on ``valid_frames`` (labelled ASE ``Atoms``,
-        :func:`mlff.data.io.read_dataset` convention). ``sources`` name the two sets in
-        messages (e.g. their files). The training frames are checked first
-        (:mod:`mlff.data.check`: a warning and ``data_check.md``; ``strict_data``: an error).
+            strict_data: bool = False, dist: DistContext | None = None) -> dict[str, float]:
+        """Train on ``train_frames``, validate on ``valid_frames``: labelled ASE ``Atoms``
+        (:func:`mlff.data.io.read_dataset` convention) or packed data sets
+        (:class:`mlff.data.packed.PackedDataset`, read lazily). ``sources`` name the two sets
+        in messages (e.g. their files). The training frames are checked first
+        (:mod:`mlff.data.check`: a warning and ``data_check.md``; ``strict_data``: an error;
+        packed sets are not checked: run ``mlff data check`` on what you pack).
+
+        ``dist``: this process's place in a distributed run (:mod:`mlff.train.distributed`);
+        only rank 0 logs and writes files, and an error on any rank stops every rank.
 
         Raises ``ConfigError`` for an empty set or a validation element that the training
         set lacks (its parameters would stay untrained), ``DataError`` for bad frames.
         Returns the best validation force MAE (meV/Å), epochs, time and the stop reason."""
         cfg = self.config
-        if len(train_frames) == 0 or len(valid_frames) == 0:
-            raise ConfigError("training and validation sets must both be non-empty")
-        self._check_data(train_frames, sources[0], strict_data, log)
-        if self.model is None:
-            species = self._species(train_frames)
-            untrained = sorted(set(self._species(valid_frames)) - set(species))
-            if untrained:
-                raise ConfigError(f"element(s) {untrained} occur in {sources[1]} but not in {sources[0]}: "
-                                  f"the model would have untrained parameters for them; add frames with "
-                                  f"{', '.join(untrained)} to the training data or remove them from validation")
-            self.model = build_model(cfg.model, species, cfg.r_max, dtype=self.dtype, **cfg.model_params)
+        dist = dist or DistContext()
+        if not dist.is_main:
+            log, progress = (lambda *_: None), False
+        with dist.guard():
+            train, valid = self._prepare(train_frames, valid_frames, sources, strict_data, log, dist)
         model = self.model
-        train = self._graphs(train_frames, model.species, sources[0])
-        valid = self._graphs(valid_frames, model.species, sources[1])
-        # extrapolation limits carried into every checkpoint and the deployed model's metadata
-        self.training_range = {"pair_min_distance": pair_min_distances(train, model.species),
-                               "periodic": periodicity(train_frames)}
-        if self.resume_state is None:
-            stats = fit_energy_scale(model, train)
-            log(f"fitted reference energies {stats['reference_energy']} eV, scale {stats['scale']:.4f} eV")
-            if callable(getattr(model, "fit_statistics", None)):  # model-specific statistics (e.g. neighbour count)
-                log(f"fitted model statistics {model.fit_statistics(train)}")
-        # statistics are fitted on the CPU copies; the model and every graph then move once
+        dist.broadcast_state(model)  # rank 0's fitted statistics (and weights) everywhere
         model.to(self.device)
-        train = [g.to(device=self.device) for g in train]
-        valid = [g.to(device=self.device) for g in valid]
 
         # Buffers hold statistics fitted before training (reference energies, feature scaling,
         # index tables): the EMA copies them instead of averaging them, which would round
@@ -248,79 +384,103 @@ class Trainer:
             torch.set_rng_state(st["torch_rng_state"])
             log(f"resuming {self.out} after epoch {start_epoch} (best valid force MAE {best:.2f} meV/Å)")
 
-        self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         n_params = sum(p.numel() for p in model.parameters())
-        stress_weight = stress_weight_for(cfg, model, train)
+        with dist.guard():
+            stress_weight = stress_weight_for(cfg, model, train)
+            if dist.is_main:
+                self.out.mkdir(parents=True, exist_ok=True)
+                (self.out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         log(f"training {cfg.model} ({n_params:,} parameters, {cfg.dtype}, {self.device}) on {len(train)} structures, "
             f"validating on {len(valid)}; stress weight {stress_weight:g}; output in {self.out}")
+        per_rank = cfg.batch_size / dist.world_size
+        log(f"effective batch size {cfg.batch_size} structures per step"
+            + (f" ({per_rank:g} per process on average, {dist.world_size} processes, {dist.backend})"
+               if dist.enabled else "") + f", learning rate {cfg.lr:g}")
 
-        t_wall, t_cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        clock = _Clock(wall0, cpu0, dist)
         bar = tqdm(range(start_epoch, cfg.epochs), initial=start_epoch, total=cfg.epochs, disable=not progress,
                    desc="epochs", unit="epoch")
         stop_reason = "epochs done"
+        n_atoms = train.n_atoms
         for epoch in bar:
             model.train()
             errors, loss_sum, n_seen = Errors(), 0.0, 0
-            order = rng.permutation(len(train))
+            order = rng.permutation(len(train))  # the same on every rank (shared seed and state)
             for start in range(0, len(order), cfg.batch_size):
-                batch = collate([train[k] for k in order[start:start + cfg.batch_size]])
-                if stress_weight > 0:
-                    energy, forces, stress = energy_forces_stress(model, batch, create_graph=True)
-                else:
-                    (energy, forces), stress = energy_and_forces(model, batch, create_graph=True), None
-                loss = torch.mean((forces - batch.forces) ** 2)
-                if energy is not None:  # direct-force models: force loss only
-                    loss = loss + cfg.energy_weight * torch.mean(((energy - batch.energy) / batch.n_atoms) ** 2)
-                if stress is not None:  # stress error as virial per atom (eV)
-                    per_atom = (batch.volume / batch.n_atoms)[:, None, None]
-                    loss = loss + stress_weight * torch.mean(((stress - batch.stress) * per_atom) ** 2)
+                batch_idx = order[start:start + cfg.batch_size]
+                local = shard(batch_idx, dist.world_size, dist.rank)
+                # the loss of the global batch is a sum of per-rank parts with global denominators
+                n_structures, n_components = len(batch_idx), 3 * int(n_atoms[batch_idx].sum())
                 optimizer.zero_grad(set_to_none=True)
-                # only the weights: the positions are leaves too, and their second-order
-                # gradient (a Hessian-vector product nobody reads) costs up to 40 % of a step
-                loss.backward(inputs=trainable)
+                failure, local_loss = None, 0.0
+                try:
+                    if len(local):
+                        batch = train.batch(local)
+                        loss, energy, forces = batch_loss(model, batch, cfg.energy_weight, stress_weight,
+                                                          n_structures, n_components)
+                        # only the weights: the positions are leaves too, and their second-order
+                        # gradient (a Hessian-vector product nobody reads) costs up to 40 % of a step
+                        loss.backward(inputs=trainable)
+                        local_loss = float(loss.detach())
+                        errors.add(energy, batch.energy, batch.n_atoms, forces, batch.forces)
+                except Exception as exc:  # noqa: BLE001 (one process: re-raised at once)
+                    if not dist.enabled:
+                        raise
+                    failure = exc
+                step_loss, cpu_s, wall_s = clock.reduce_step(trainable, local_loss, failure)
                 optimizer.step()
                 ema.update_parameters(model)
-                loss_sum += float(loss.detach()) * batch.n_structures
-                n_seen += batch.n_structures
-                errors.add(energy, batch.energy, batch.n_atoms, forces, batch.forces)
+                loss_sum += step_loss * n_structures
+                n_seen += n_structures
                 # a budget can run out inside a long epoch (big models, small budgets): end the
                 # epoch early, so the overshoot is at most one batch plus one validation
-                if cfg.max_cpu_minutes is not None and time.process_time() - t_cpu >= 60 * cfg.max_cpu_minutes:
+                if cfg.max_cpu_minutes is not None and cpu_s >= 60 * cfg.max_cpu_minutes:
                     break
-                if cfg.max_minutes is not None and time.perf_counter() - t_wall >= 60 * cfg.max_minutes:
+                if cfg.max_minutes is not None and wall_s >= 60 * cfg.max_minutes:
                     break
             if not all(math.isfinite(p.detach().sum().item()) for p in model.parameters()):
                 raise TrainingDivergedError(f"training diverged at epoch {epoch + 1} (non-finite weights); "
                                          f"lower the learning rate (now {optimizer.param_groups[0]['lr']:g})")
-            val = evaluate_graphs(ema.module, valid, cfg.valid_batch_size)
-            tr = errors.summary()
+            val_errors, failure = Errors(), None
+            try:
+                val_errors = evaluate_set(ema.module, valid, cfg.valid_batch_size, dist)
+            except Exception as exc:  # noqa: BLE001
+                if not dist.enabled:
+                    raise
+                failure = exc
+            tr, val, cpu_s, wall_s = clock.reduce_epoch(errors, val_errors, failure)
             row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "train_loss": loss_sum / n_seen,
                    "train_energy_mae": tr["energy_mae"], "train_force_mae": tr["force_mae"],
                    "valid_energy_mae": val["energy_mae"], "valid_force_mae": val["force_mae"],
                    "valid_energy_rmse": val["energy_rmse"], "valid_force_rmse": val["force_rmse"],
-                   "wall_s": time.perf_counter() - t_wall, "cpu_s": time.process_time() - t_cpu}
+                   "wall_s": wall_s, "cpu_s": cpu_s}
             history.append(row)
             scheduler.step(val["force_mae"])
-            if val["force_mae"] < best:
+            improved = val["force_mae"] < best
+            if improved:
                 best, since_best = val["force_mae"], 0
-                save_checkpoint(self.out / "best.ckpt", {**model_record(ema.module), "config": cfg.to_dict(),
-                                                         "epoch": epoch + 1, "valid": val,
-                                                         "training_range": self.training_range})
             else:
                 since_best += 1
-            save_checkpoint(self.out / "last.ckpt", {
-                **model_record(model), "config": cfg.to_dict(), "epoch": epoch + 1, "history": history,
-                "training_range": self.training_range,
-                "ema_state": ema.state_dict(), "optimizer_state": optimizer.state_dict(),
-                "scheduler_state": scheduler.state_dict(), "best_valid_force_mae": best, "since_best": since_best,
-                "rng_state": rng.bit_generator.state, "torch_rng_state": torch.get_rng_state()})
-            self._write_metrics(history)
+            with dist.guard():  # only rank 0 writes; a failed write stops every rank
+                if dist.is_main:
+                    if improved:
+                        save_checkpoint(self.out / "best.ckpt", {**model_record(ema.module), "config": cfg.to_dict(),
+                                                                 "epoch": epoch + 1, "valid": val,
+                                                                 "training_range": self.training_range})
+                    save_checkpoint(self.out / "last.ckpt", {
+                        **model_record(model), "config": cfg.to_dict(), "epoch": epoch + 1, "history": history,
+                        "training_range": self.training_range,
+                        "ema_state": ema.state_dict(), "optimizer_state": optimizer.state_dict(),
+                        "scheduler_state": scheduler.state_dict(), "best_valid_force_mae": best,
+                        "since_best": since_best, "rng_state": rng.bit_generator.state,
+                        "torch_rng_state": torch.get_rng_state(), "world_size": dist.world_size})
+                    self._write_metrics(history)
             bar.set_postfix(F=f"{val['force_mae']:.1f}", E=f"{val['energy_mae']:.2f}", best=f"{best:.1f}",
                             lr=f"{row['lr']:.1e}")
             if not progress:
                 log(f"epoch {epoch + 1}: valid force MAE {val['force_mae']:.2f} meV/Å, energy MAE "
                     f"{val['energy_mae']:.2f} meV/atom, lr {row['lr']:.2e}")
+            # every rank sees the same reduced numbers, so every rank decides the same here
             if since_best >= cfg.early_stopping_patience:
                 stop_reason = f"early stopping: no improvement for {since_best} epochs"
                 break
@@ -334,17 +494,90 @@ class Trainer:
                 stop_reason = f"CPU budget of {cfg.max_cpu_minutes:g} CPU-min reached"
                 break
         bar.close()
-        self._plot(history)
-        self._record_energy_range(train)
         last = history[-1]
-        log(f"{stop_reason} after {last['epoch']} epochs, {last['wall_s'] / 60:.1f} min wall, "
-            f"{last['cpu_s'] / 60:.1f} CPU-min; best valid force MAE {best:.2f} meV/Å -> {self.out / 'best.ckpt'}")
         summary = {"best_valid_force_mae": best, "epochs": last["epoch"], "wall_s": last["wall_s"],
-                   "cpu_s": last["cpu_s"], "stop_reason": stop_reason}
-        (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
+                   "cpu_s": last["cpu_s"], "stop_reason": stop_reason, "world_size": dist.world_size,
+                   "batch_size": cfg.batch_size, "lr": cfg.lr}
+        with dist.guard():
+            if dist.is_main:
+                self._plot(history)
+                self._record_energy_range(self._range_graphs(train))
+                log(f"{stop_reason} after {last['epoch']} epochs, {last['wall_s'] / 60:.1f} min wall, "
+                    f"{last['cpu_s'] / 60:.1f} CPU-min; best valid force MAE {best:.2f} meV/Å -> "
+                    f"{self.out / 'best.ckpt'}")
+                (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary
 
-    def _record_energy_range(self, train: Sequence[Graph]) -> None:
+    # ------------------------------------------------------------------ data
+    def _prepare(self, train_frames, valid_frames, sources, strict_data, log, dist):
+        """Build the model (unless resuming) and the two data sets; rank 0 fits the
+        statistics and the training range (broadcast afterwards)."""
+        from ..data.packed import PackedDataset, streaming_energy_statistics
+
+        cfg = self.config
+        if len(train_frames) == 0 or len(valid_frames) == 0:
+            raise ConfigError("training and validation sets must both be non-empty")
+        packed = isinstance(train_frames, PackedDataset)
+        if packed != isinstance(valid_frames, PackedDataset):
+            raise ConfigError("training and validation data must both be packed or both be frames")
+        if packed:
+            for data, source in ((train_frames, sources[0]), (valid_frames, sources[1])):
+                if abs(data.r_max - cfg.r_max) > 1e-12:
+                    raise ConfigError(f"{source} was packed with neighbour lists for r_max {data.r_max:g} Å, but "
+                                      f"training uses r_max {cfg.r_max:g} Å; pass --r-max {data.r_max:g} or pack "
+                                      f"again with 'mlff data pack --r-max {cfg.r_max:g}'")
+        elif dist.is_main:
+            self._check_data(train_frames, sources[0], strict_data, log)
+        if self.model is None:
+            species = list(train_frames.species) if packed else self._species(train_frames)
+            valid_species = list(valid_frames.species) if packed else self._species(valid_frames)
+            untrained = sorted(set(valid_species) - set(species))
+            if untrained:
+                raise ConfigError(f"element(s) {untrained} occur in {sources[1]} but not in {sources[0]}: "
+                                  f"the model would have untrained parameters for them; add frames with "
+                                  f"{', '.join(untrained)} to the training data or remove them from validation")
+            cfg.model_params = {**model_param_defaults(cfg.model), **cfg.model_params}
+            self.model = build_model(cfg.model, species, cfg.r_max, dtype=self.dtype, **cfg.model_params)
+        model = self.model
+        if packed:
+            train = PackedSet(train_frames, model.species, self.dtype, self.device)
+            valid = PackedSet(valid_frames, model.species, self.dtype, self.device)
+            self.training_range = {"pair_min_distance": dict(train_frames.pair_min_distance),
+                                   "periodic": train_frames.periodicity}
+            if self.resume_state is None and dist.is_main:
+                counts, energies, rms = streaming_energy_statistics(train_frames, model.species)
+                stats = set_energy_scale(model, counts, energies, rms)
+                log(f"fitted reference energies {stats['reference_energy']} eV, scale {stats['scale']:.4f} eV "
+                    f"(all {len(train_frames)} training structures, read block by block)")
+                if callable(getattr(model, "fit_statistics", None)):
+                    subset = train.statistics_subset(cfg.seed)
+                    log(f"fitted model statistics {model.fit_statistics(train_frames.graphs(subset, model.species, self.dtype))}"
+                        f" ({len(subset)} structures)")
+            return train, valid
+        graphs = self._graphs(train_frames, model.species, sources[0])
+        valid_graphs = self._graphs(valid_frames, model.species, sources[1])
+        # extrapolation limits carried into every checkpoint and the deployed model's metadata
+        self.training_range = {"pair_min_distance": pair_min_distances(graphs, model.species) if dist.is_main else {},
+                               "periodic": periodicity(train_frames)}
+        if self.resume_state is None and dist.is_main:
+            stats = fit_energy_scale(model, graphs)
+            log(f"fitted reference energies {stats['reference_energy']} eV, scale {stats['scale']:.4f} eV")
+            if callable(getattr(model, "fit_statistics", None)):  # model-specific statistics (e.g. neighbour count)
+                log(f"fitted model statistics {model.fit_statistics(graphs)}")
+        # statistics are fitted on the CPU copies; every graph then moves once
+        return (GraphSet([g.to(device=self.device) for g in graphs]),
+                GraphSet([g.to(device=self.device) for g in valid_graphs]))
+
+    def _range_graphs(self, train):
+        """Training graphs for the atomic-energy range of the best model; packed sets: batches
+        of the statistics subset, read one at a time."""
+        if isinstance(train, GraphSet):
+            return train.graphs
+        subset = train.statistics_subset(self.config.seed)
+        size = self.config.valid_batch_size
+        return (train.batch(subset[k:k + size]) for k in range(0, len(subset), size))
+
+    def _record_energy_range(self, train) -> None:
         """Add the best model's atomic-energy range on the training set to ``best.ckpt``
         (metadata ``training_range.atomic_energy`` of the deployed model)."""
         from .checkpoint import model_from_record
@@ -354,8 +587,9 @@ class Trainer:
             return
         record = load_checkpoint(path)
         best = model_from_record(record).to(self.device)
-        record["training_range"] = {**self.training_range,
-                                    "atomic_energy": atomic_energy_range(best, train, self.config.valid_batch_size)}
+        ranges = atomic_energy_range(best, train, self.config.valid_batch_size) if isinstance(train, list) \
+            else atomic_energy_range(best, [], batches=train)
+        record["training_range"] = {**self.training_range, "atomic_energy": ranges}
         save_checkpoint(path, record)
 
     # ------------------------------------------------------------------ outputs
