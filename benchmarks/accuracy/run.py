@@ -55,41 +55,43 @@ BENCH = HERE.parent
 DATA = BENCH / "data"
 
 # ----------------------------------------------------------------------------------------
-# Hyperparameters. Every model trains with COMMON, then its own entry; ``rows`` holds
-# per-row overrides (``params`` entries replace the model's). Sizes follow the peers in
-# shared/baselines.md and the models' sources; nothing here was tuned on the hold-out.
+# Hyperparameters: mlff's per-model defaults (python/mlff/train/defaults.py, the table that
+# ``mlff train`` also uses; docs/models.md), with r_max 5 Å and no epoch limit (the CPU
+# budget ends training); ``rows`` holds per-row overrides (``params`` entries replace the
+# model's). Sizes follow the peers in shared/baselines.md and the models' sources; nothing
+# was tuned on the hold-out.
 #
 # * float32 training for every model (about 1.7x the epochs of float64 on one CPU
 #   thread); the scored model is deployed in float64.
 # * batch 5, EMA 0.99 of the weights, learning rate halved after ``lr_patience`` epochs
 #   without a better validation force MAE, stop after ``early_stopping_patience``.
 # * loss = energy_weight · mean((ΔE/N)²) + mean(ΔF²) (eV, Å); direct-force models: forces only.
-COMMON: dict[str, Any] = dict(r_max=5.0, dtype="float32", batch_size=5, energy_weight=1.0, ema_decay=0.99,
-                              lr_patience=15, early_stopping_patience=60, epochs=100_000)
+sys.path.insert(0, str(BENCH.parent / "python"))  # mlff.train.defaults, without installing mlff
+from mlff.train import defaults as _defaults  # noqa: E402
+
+COMMON: dict[str, Any] = dict(r_max=5.0, epochs=100_000, **{
+    k: _defaults.COMMON[k] for k in ("dtype", "batch_size", "energy_weight", "ema_decay", "lr_patience",
+                                     "early_stopping_patience")})
+
+
+def _model(kind: str, **extra: Any) -> dict[str, Any]:
+    """The benchmark entry of ``kind``: its default learning rate and hyperparameters."""
+    params = {**_defaults.model_params(kind), **extra.pop("params", {})}
+    return dict(model=kind, params=params, lr=_defaults.training_defaults(kind)["lr"], **extra)
+
 
 MODELS: dict[str, dict[str, Any]] = {
-    # SchNet, the SchNetPack baseline's size (benchmarks/toluene_schnet.py: 19.7 meV/Å in 25 CPU-min).
-    "schnet": dict(model="schnet", params=dict(n_features=64, n_interactions=3, n_rbf=20), lr=1e-3),
-    # DTNN, mlff's defaults (docs/models.md): 30 features, 60 factors, 3 passes of the shared interaction.
-    "dtnn": dict(model="dtnn", params=dict(n_features=30, n_factors=60, n_interactions=3, n_hidden=15), lr=1e-3),
-    # Behler–Parrinello: thesis search-default descriptor (12 radial + 20 G4 per element
-    # (pair)); 50-50 tanh networks for the two-element molecule, the thesis's final
-    # Cu/EMT model (Gs-7-8-1-G4, 10-10) for the single-element metals.
-    "bp": dict(model="bp", params=dict(symmetry_functions="Gs-6-10-1-G4", hidden=[50, 50]), lr=1e-3,
-               rows={"au6": dict(params=dict(symmetry_functions="cu_emt_final", hidden=[10, 10])),
-                     "cu": dict(params=dict(symmetry_functions="cu_emt_final", hidden=[10, 10]))}),
-    # Coupled many-body expansion, the seed's sizes (20 pair / 10 triplet features, 50 hidden).
-    "mbe": dict(model="mbe", params=dict(n_pair_features=20, n_triplet_features=10, n_hidden=50), lr=1e-3),
-    # NequIP, the nequip baseline's size: 32 channels, l_max 1, 3 layers, 8 Bessel functions.
-    "nequip": dict(model="nequip", params=dict(n_features=32, l_max=1, n_interactions=3, n_basis=8,
-                                               radial_hidden=64, radial_layers=2), lr=5e-3),
-    # TFN direct force prediction, the thesis's 1,000-frame network: 4 layers of width 30,
-    # 15 Gaussians (thesis lr 5e-4 with exponential decay over days of GPU time).
-    "tfn_dfp": dict(model="tfn_dfp", params=dict(n_features=30, l_max=1, n_layers=4, n_basis=15), lr=1e-3),
-    # SE(3)-Transformer, the thesis's "basic" model: 3 layers, 8 heads x 2 channels,
-    # degrees <= 2, 8 channels between layers; energy head (forces = -dE/dx).
-    "se3_transformer": dict(model="se3_transformer", params=dict(n_features=8, l_max=2, n_layers=3, n_heads=8,
-                                                                 head_features=2), lr=1e-3),
+    "schnet": _model("schnet"),    # SchNetPack baseline's size (benchmarks/toluene_schnet.py)
+    "dtnn": _model("dtnn"),
+    # Behler–Parrinello: 50-50 tanh networks for the two-element molecule; the thesis's
+    # final Cu/EMT model (Gs-7-8-1-G4, 10-10) for the single-element metals.
+    "bp": _model("bp", params=dict(hidden=[50, 50]),
+                 rows={"au6": dict(params=dict(symmetry_functions="cu_emt_final", hidden=[10, 10])),
+                       "cu": dict(params=dict(symmetry_functions="cu_emt_final", hidden=[10, 10]))}),
+    "mbe": _model("mbe"),
+    "nequip": _model("nequip"),    # the nequip baseline's size, lr 5e-3
+    "tfn_dfp": _model("tfn_dfp"),  # the thesis's 1,000-frame network
+    "se3_transformer": _model("se3_transformer"),
 }
 # Not in the default set; select with --models.
 EXTRA_MODELS: dict[str, dict[str, Any]] = {
