@@ -448,7 +448,7 @@ def report(out: Path, results: dict, quick: bool) -> str:
         if r["curve"]:
             ax.semilogy([c / 60 for c, _ in r["curve"]], [m for _, m in r["curve"]], "o-", ms=3, label=labels[name])
     if target is not None:
-        ax.axhline(target, color="k", ls="--", lw=1, label=f"MACE's final ({len(mace['curve'])}-epoch) error")
+        ax.axhline(target, color="k", ls="--", lw=1, label="MACE's final (last-epoch) validation error")
     ax.set(xlabel="CPU minutes (process tree, 1 thread)", ylabel="validation force MAE (meV/Å)",
            title="toluene, 1,000 frames" + (" — QUICK (not a result)" if quick else ""))
     ax.grid(alpha=0.3, which="both")
