@@ -256,7 +256,7 @@ def run_mace(out: Path, files: dict, epochs: int) -> dict:
            "--model", "MACE", "--hidden_irreps", "32x0e + 32x1o", "--max_L", "1", "--correlation", "3",
            "--num_interactions", "2", "--r_max", "5.0", "--default_dtype", "float64", "--batch_size", "5",
            "--valid_batch_size", "20", "--lr", "0.01", "--forces_weight", "100", "--energy_weight", "1",
-           "--max_num_epochs", str(epochs), "--eval_interval", "1", "--ema", "--ema_decay", "0.99",
+           "--max_num_epochs", str(epochs), "--eval_interval", "1",
            "--error_table", "PerAtomMAE", "--device", "cpu", "--num_workers", "0",
            "--log_dir", str(run / "logs"), "--model_dir", str(run), "--checkpoints_dir", str(run / "checkpoints"),
            "--results_dir", str(results), "--restart_latest"]
