@@ -15,7 +15,7 @@
 Reports ``OUT/report.md`` and ``OUT/results.json``: peak RSS of each run, the extxyz path's
 growth per structure (a straight-line fit) and its extrapolation to the full set.
 
-    python benchmarks/packed_memory.py                      # 1,000,000 structures (about 1.5 h on 2 cores)
+    python benchmarks/packed_memory.py                      # 1,000,000 structures (about 2 h on 2 cores: EMT labels ~80 min, pack ~20 min, trainings ~15 min)
     python benchmarks/packed_memory.py --quick              # 5,000 structures (about 2 min)
 """
 
