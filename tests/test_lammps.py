@@ -472,9 +472,9 @@ def test_error_pair_coeff_not_star_star(toluene_run, models):
     assert "* *" in err
 
 
-def test_error_units_not_metal(toluene_run, models):
-    err = lammps_error(toluene_run(f"* * {models['toluene3']} C H", units="real"))
-    assert "requires 'units metal'" in err
+def test_error_units_neither_metal_nor_real(toluene_run, models):
+    err = lammps_error(toluene_run(f"* * {models['toluene3']} C H", units="si"))
+    assert "supports 'units metal'" in err and "'units si'" in err
 
 
 @pytest.mark.parametrize("triclinic", [False, True])

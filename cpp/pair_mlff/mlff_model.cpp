@@ -21,6 +21,7 @@
 #include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
 #include <caffe2/serialize/inline_container.h>
+#include <torch/csrc/inductor/aoti_package/model_package_loader.h>
 #include <torch/cuda.h>
 #include <torch/script.h>
 
@@ -119,6 +120,18 @@ bool is_training_checkpoint(const std::string &path)
   }
 }
 
+// An AOTInductor package is a zip archive holding <name>/data/aotinductor/...
+bool is_aoti_package(const std::string &path)
+{
+  try {
+    caffe2::serialize::PyTorchStreamReader reader(path);
+    for (const auto &name : reader.getAllRecords())
+      if (name.rfind("data/aotinductor/", 0) == 0) return true;
+  } catch (const std::exception &) {
+  }
+  return false;
+}
+
 // torch's intra-op thread count for the duration of one model call
 struct ThreadsGuard {
   int previous;
@@ -145,6 +158,9 @@ struct JitOptimizeGuard {
 
 struct ModelRunner::Impl {
   torch::jit::Module module;
+  // AOTInductor packages (mlff-deploy --format aoti): compiled energy and gradient
+  std::unique_ptr<torch::inductor::AOTIModelPackageLoader> aoti;
+  std::vector<std::string> aoti_outputs;    // names of the package's outputs, in order
   std::string metadata_text;
   torch::Device device = torch::kCPU;
   torch::ScalarType dtype = torch::kFloat64;
@@ -184,8 +200,23 @@ void ModelRunner::load(const std::string &path, int device_index)
   info_ = ModelInfo();
   info_.path = path;
   torch::jit::ExtraFilesMap extra{{"metadata.json", ""}};
+  impl_->device = device_index >= 0 ? torch::Device(torch::kCUDA, device_index) : torch::Device(torch::kCPU);
+  impl_->aoti.reset();
+  if (is_aoti_package(path)) {
+    try {
+      impl_->aoti = std::make_unique<torch::inductor::AOTIModelPackageLoader>(path, "model", false, 1,
+                                                                              device_index);
+      auto meta = impl_->aoti->get_metadata();
+      impl_->metadata_text = meta.count("mlff_metadata") ? meta["mlff_metadata"] : std::string();
+    } catch (const std::exception &e) {
+      throw ModelError(fmt::format("pair_style mlff: '{}' is an AOTInductor package that cannot be loaded ({}); "
+                                   "packages run only with the torch that compiled them: export it again "
+                                   "(mlff-deploy --format aoti) or use a TorchScript export",
+                                   path, exception_text(e)));
+    }
+    return;
+  }
   try {
-    impl_->device = device_index >= 0 ? torch::Device(torch::kCUDA, device_index) : torch::Device(torch::kCPU);
     impl_->module = torch::jit::load(path, impl_->device, extra);
     impl_->module.eval();
   } catch (const std::exception &e) {
@@ -287,6 +318,20 @@ const ModelInfo &ModelRunner::read_metadata()
     m.has_halo_widths = true;
   }
 
+  if (impl_->aoti) {
+    // "outputs": the package's outputs in order; "torch_version": the torch that compiled it
+    if (!meta.contains("outputs") || !meta["outputs"].is_array()) throw bad_key("outputs", "missing (AOTI package)");
+    impl_->aoti_outputs.clear();
+    for (const auto &o : meta["outputs"]) impl_->aoti_outputs.push_back(o.get<std::string>());
+    const std::string built = meta.value("torch_version", std::string("?"));
+    if (built != MLFF_TORCH_VERSION)
+      throw ModelError(fmt::format("pair_style mlff: '{}' was compiled by AOTInductor with torch {}, but this "
+                                   "plugin runs torch {}: packages run only with the torch that compiled them; "
+                                   "export it again (mlff-deploy --format aoti) or use a TorchScript export",
+                                   path, built, MLFF_TORCH_VERSION));
+    m.takes_n_local = true;    // local_weight input
+  }
+
   // "committee" (optional): number of members of a committee file
   if (meta.contains("committee") && !meta["committee"].is_null()) {
     if (!meta["committee"].is_number_integer() || meta["committee"].get<int>() < 2)
@@ -340,11 +385,18 @@ ModelRunner::Output ModelRunner::run(const std::vector<int64_t> &species, const 
       std::memcpy(edge_vec_t.data_ptr<double>(), edge_vec.data(), 3 * n_edges * sizeof(double));
     }
     const torch::Device dev = im.device;
-    std::vector<torch::jit::IValue> inputs{species_t.to(dev), edge_index.to(dev), edge_vec_t.to(dev, im.dtype)};
-    if (info_.takes_n_local) inputs.emplace_back(n_local);
-
-    auto result = im.module.forward(inputs);
-    auto dict = result.toGenericDict();
+    c10::impl::GenericDict dict(c10::StringType::get(), c10::TensorType::get());
+    if (im.aoti) {
+      at::Tensor weight = torch::zeros({n_nodes}, torch::TensorOptions().dtype(im.dtype));
+      weight.narrow(0, 0, n_local).fill_(1.0);
+      auto outputs = im.aoti->run({species_t.to(dev), edge_index.to(dev), edge_vec_t.to(dev, im.dtype), weight.to(dev)});
+      for (size_t k = 0; k < outputs.size() && k < im.aoti_outputs.size(); ++k)
+        dict.insert(im.aoti_outputs[k], outputs[k]);
+    } else {
+      std::vector<torch::jit::IValue> inputs{species_t.to(dev), edge_index.to(dev), edge_vec_t.to(dev, im.dtype)};
+      if (info_.takes_n_local) inputs.emplace_back(n_local);
+      dict = im.module.forward(inputs).toGenericDict();
+    }
     const auto cpu64 = torch::TensorOptions().dtype(torch::kFloat64).device(torch::kCPU);
     if (info_.committee) {
       if (!dict.contains("member_forces")) throw std::runtime_error("committee output lacks 'member_forces'");

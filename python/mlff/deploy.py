@@ -135,7 +135,7 @@ def _write(scripted: torch.jit.ScriptModule, meta: dict[str, Any], path: str | P
 
 def export_model(model: EnergyModel, path: str | Path, dtype: torch.dtype = torch.float64,
                  tabulate: bool = False, table_tolerance: float = 1e-8,
-                 training_range: dict[str, Any] | None = None) -> dict[str, Any]:
+                 training_range: dict[str, Any] | None = None, format: str = "torchscript") -> dict[str, Any]:
     """Script ``model`` (a copy, cast to ``dtype``) and write it with metadata to ``path``.
 
     ``tabulate``: the copy's radial networks are replaced by tables first
@@ -146,6 +146,9 @@ def export_model(model: EnergyModel, path: str | Path, dtype: torch.dtype = torc
     the checkpoint: shortest distance per species pair, atomic-energy range per species,
     periodicity), for extrapolation warnings in LAMMPS and the ASE calculator.
 
+    ``format``: ``"torchscript"`` (``.pt``) or ``"aoti"`` (an AOTInductor ``.pt2`` package,
+    :mod:`mlff.aoti`: compiled kernels, faster on small systems; takes a minute or two).
+
     Returns the metadata dict. The file is written to a temporary name and renamed.
     Raises ``ConfigError`` if ``tabulate`` is asked of a model without radial networks,
     or if ``path`` is a directory.
@@ -154,6 +157,11 @@ def export_model(model: EnergyModel, path: str | Path, dtype: torch.dtype = torc
     meta = metadata_for(model, dtype)
     meta["training_range"] = training_range
     meta["radial_tables"] = tables
+    if format == "aoti":
+        from .aoti import compile_package
+
+        compile_package([model], "direct" if meta["direct_forces"] else "energy", meta, path, dtype)
+        return meta
     wrapper = DeployedForceField if meta["direct_forces"] else DeployedPotential
     _write(torch.jit.script(wrapper(model.for_export())), meta, path)
     return meta
@@ -161,7 +169,7 @@ def export_model(model: EnergyModel, path: str | Path, dtype: torch.dtype = torc
 
 def export_committee(models: list[EnergyModel], path: str | Path, dtype: torch.dtype = torch.float64,
                      tabulate: bool = False, table_tolerance: float = 1e-8,
-                     training_range: dict[str, Any] | None = None) -> dict[str, Any]:
+                     training_range: dict[str, Any] | None = None, format: str = "torchscript") -> dict[str, Any]:
     """Script a committee of ``models`` (:mod:`mlff.committee`) into one file at ``path``:
     metadata as :func:`export_model` from the first member, plus ``committee`` = the number
     of members; ``halo_widths`` lists every member's exchanges in call order. Raises
@@ -180,6 +188,11 @@ def export_committee(models: list[EnergyModel], path: str | Path, dtype: torch.d
     meta["radial_tables"] = None if not tables else {
         "tolerance": table_tolerance, "n_intervals": [n for t in tables for n in t["n_intervals"]],
         "error": max(t["error"] for t in tables), "error_derivative": max(t["error_derivative"] for t in tables)}
+    if format == "aoti":
+        from .aoti import compile_package
+
+        compile_package(members, "direct_committee" if meta["direct_forces"] else "committee", meta, path, dtype)
+        return meta
     wrapper = DeployedForceCommittee if meta["direct_forces"] else DeployedCommittee
     _write(torch.jit.script(wrapper([m.for_export() for m in members])), meta, path)
     return meta
@@ -225,6 +238,11 @@ def load_deployed(path: str | Path) -> tuple[torch.jit.ScriptModule, dict[str, A
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"model file {path} does not exist")
+    from .aoti import AOTIModel, is_aoti_package
+
+    if is_aoti_package(path):
+        model = AOTIModel(path)
+        return model, model.metadata
     extra = {"metadata.json": ""}
     try:
         module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
@@ -279,6 +297,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="replace the radial networks (functions of the pair distance alone) by quintic Hermite "
                              "tables within --table-tolerance of them: SchNet force calls about 2x faster, "
                              "nequip about 1.4x (schnet, nequip, tfn_dfp, se3_transformer)")
+    parser.add_argument("--format", choices=["torchscript", "aoti"], default="torchscript",
+                        help="torchscript (.pt, default) or aoti: an AOTInductor package (.pt2) with the energy and its "
+                             "gradient compiled into fused C++ kernels, much faster on small systems (compiling takes "
+                             "a minute or two and a C++ compiler; the package runs only with this torch version)")
     parser.add_argument("--table-tolerance", type=float, default=1e-8,
                         help="largest relative error of the tables in values and derivatives (default 1e-8)")
     args = parser.parse_args(argv)
@@ -286,17 +308,18 @@ def main(argv: list[str] | None = None) -> int:
         sources, output = checkpoint_files([Path(c) for c in args.checkpoint]), Path(args.output)
         for source in sources:
             if output.exists() and source.exists() and os.path.samefile(source, output):
-                raise ConfigError(f"output {output} is the checkpoint {source} itself: writing it would destroy the "
+                raise ConfigError(f"output {output} is the checkpoint itself ({source}): writing it would destroy the "
                                   f"checkpoint; give another file name, e.g. {output.with_suffix('.pt')}")
         records = [load_checkpoint(source) for source in sources]
         models = [model_from_record(r) for r in records]
         dtype = getattr(torch, args.dtype)
         if len(models) == 1:
             meta = export_model(models[0], output, dtype, args.tabulate, args.table_tolerance,
-                                training_range=records[0].get("training_range"))
+                                training_range=records[0].get("training_range"), format=args.format)
         else:
             meta = export_committee(models, output, dtype, args.tabulate, args.table_tolerance,
-                                    training_range=merged_training_range([r.get("training_range") for r in records]))
+                                    training_range=merged_training_range([r.get("training_range") for r in records]),
+                                    format=args.format)
     except MLFFError as exc:
         print(f"mlff-deploy: error: {exc}", file=sys.stderr)
         return 2

@@ -6,7 +6,10 @@
 #include <torch/autograd.h>
 #include <torch/torch.h>
 
+#include <ATen/core/dispatch/Dispatcher.h>
+
 #include <atomic>
+#include <cstring>
 #include <memory>
 #include <mutex>
 
@@ -19,29 +22,56 @@ std::atomic<HaloExchanger *> g_exchanger{nullptr};
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-// Forward: refresh ghost rows; backward: the adjoint (halo_reverse), itself
-// differentiable, so double backward is exact too.
+// The raw exchanges (what the backend kernels run).
+at::Tensor exchange_forward(const at::Tensor &x)
+{
+  HaloExchanger *ex = halo_exchanger();
+  return ex ? ex->forward(x) : x.clone();
+}
+
+at::Tensor exchange_reverse(const at::Tensor &g)
+{
+  HaloExchanger *ex = halo_exchanger();
+  return ex ? ex->reverse(g) : g.clone();
+}
+
+// The operators through the dispatcher, so that tracing (torch.export, make_fx) records
+// them as calls instead of running them: TorchScript models, Python and AOTInductor
+// packages all reach the exchanger through these.
+at::Tensor call_op(const char *name, const at::Tensor &x)
+{
+  static const auto exchange = c10::Dispatcher::singleton()
+                                   .findSchemaOrThrow("mlff::halo_exchange", "")
+                                   .typed<at::Tensor(const at::Tensor &)>();
+  static const auto reverse = c10::Dispatcher::singleton()
+                                  .findSchemaOrThrow("mlff::halo_reverse", "")
+                                  .typed<at::Tensor(const at::Tensor &)>();
+  return std::strcmp(name, "halo_exchange") == 0 ? exchange.call(x) : reverse.call(x);
+}
+
+// Autograd: each operator's backward is the other (the adjoint), itself differentiable,
+// so every derivative order is exact.  The forward redispatches below autograd.
 struct HaloExchangeFn : public torch::autograd::Function<HaloExchangeFn> {
   static at::Tensor forward(AutogradContext *, const at::Tensor &x)
   {
-    HaloExchanger *ex = halo_exchanger();
-    return ex ? ex->forward(x) : x.clone();
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return call_op("halo_exchange", x);
   }
   static variable_list backward(AutogradContext *, variable_list grad)
   {
-    return {halo_reverse(grad[0])};
+    return {call_op("halo_reverse", grad[0])};
   }
 };
 
 struct HaloReverseFn : public torch::autograd::Function<HaloReverseFn> {
   static at::Tensor forward(AutogradContext *, const at::Tensor &g)
   {
-    HaloExchanger *ex = halo_exchanger();
-    return ex ? ex->reverse(g) : g.clone();
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return call_op("halo_reverse", g);
   }
   static variable_list backward(AutogradContext *, variable_list grad)
   {
-    return {halo_exchange(grad[0])};
+    return {call_op("halo_exchange", grad[0])};
   }
 };
 
@@ -90,12 +120,34 @@ HaloExchanger *halo_exchanger()
 
 at::Tensor halo_exchange(const at::Tensor &x)
 {
-  return HaloExchangeFn::apply(x);
+  return call_op("halo_exchange", x);
 }
 
 at::Tensor halo_reverse(const at::Tensor &g)
 {
+  return call_op("halo_reverse", g);
+}
+
+// kernels registered in registration.cpp
+at::Tensor halo_exchange_autograd(const at::Tensor &x)
+{
+  return HaloExchangeFn::apply(x);
+}
+at::Tensor halo_reverse_autograd(const at::Tensor &g)
+{
   return HaloReverseFn::apply(g);
+}
+at::Tensor halo_exchange_kernel(const at::Tensor &x)
+{
+  return exchange_forward(x);
+}
+at::Tensor halo_reverse_kernel(const at::Tensor &g)
+{
+  return exchange_reverse(g);
+}
+at::Tensor halo_meta(const at::Tensor &x)
+{
+  return at::empty_like(x);
 }
 
 // ---- test helpers exposed as ops (mlff::halo_set_owner_map / halo_clear) ----

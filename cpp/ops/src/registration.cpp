@@ -43,6 +43,11 @@
 #include <torch/library.h>
 
 namespace mlff {
+at::Tensor halo_exchange_autograd(const at::Tensor &x);
+at::Tensor halo_reverse_autograd(const at::Tensor &g);
+at::Tensor halo_exchange_kernel(const at::Tensor &x);
+at::Tensor halo_reverse_kernel(const at::Tensor &g);
+at::Tensor halo_meta(const at::Tensor &x);
 void halo_set_owner_map(const at::Tensor &owner);
 void halo_clear();
 bool halo_active();
@@ -94,12 +99,29 @@ TORCH_LIBRARY(mlff, m)
   m.def("radial_table(Tensor r, Tensor table, float r_max) -> Tensor");
 }
 
+// The halo exchange at every dispatcher level: a backend kernel for all devices
+// (CompositeExplicitAutograd: not decomposed when traced), an Autograd kernel (each op's
+// backward is the other) and a Meta kernel (shapes, for torch.export and AOTInductor).
+TORCH_LIBRARY_IMPL(mlff, CompositeExplicitAutograd, m)
+{
+  m.impl("halo_exchange", &mlff::halo_exchange_kernel);
+  m.impl("halo_reverse", &mlff::halo_reverse_kernel);
+}
+TORCH_LIBRARY_IMPL(mlff, Autograd, m)
+{
+  m.impl("halo_exchange", &mlff::halo_exchange_autograd);
+  m.impl("halo_reverse", &mlff::halo_reverse_autograd);
+}
+TORCH_LIBRARY_IMPL(mlff, Meta, m)
+{
+  m.impl("halo_exchange", &mlff::halo_meta);
+  m.impl("halo_reverse", &mlff::halo_meta);
+}
+
 // CompositeImplicitAutograd: the kernel is an autograd::Function, which records
 // its own backward; it runs for every backend (CPU, CUDA).
 TORCH_LIBRARY_IMPL(mlff, CompositeImplicitAutograd, m)
 {
-  m.impl("halo_exchange", &mlff::halo_exchange);
-  m.impl("halo_reverse", &mlff::halo_reverse);
   m.impl("symmetry_functions", &mlff::symmetry_functions);
   m.impl("tp_conv", &mlff::tp_conv);
   m.impl("tp_uvw", &mlff::tp_uvw);

@@ -84,10 +84,19 @@ def interpolate(r: torch.Tensor, table: torch.Tensor, r_max: float) -> torch.Ten
     return torch.where(inside[:, None], y, torch.zeros_like(y))
 
 
+#: False while a model is traced for AOTInductor (:mod:`mlff.aoti`), which needs the PyTorch
+#: interpolation (TorchScript models always use the operator on the CPU).
+USE_OPS = True
+
+
 def lookup(r: torch.Tensor, table: torch.Tensor, r_max: float) -> torch.Tensor:
     """``y(r)`` ``[U, F]`` of a deployed model's table: ``torch.ops.mlff.radial_table`` on
     the CPU (first derivatives only), :func:`interpolate` on other devices."""
-    if r.is_cpu:
+    if torch.jit.is_scripting():  # (TorchScript compiles this branch only)
+        if r.is_cpu:
+            return torch.ops.mlff.radial_table(r, table, r_max)
+        return interpolate(r, table, r_max)
+    if r.is_cpu and USE_OPS:
         return torch.ops.mlff.radial_table(r, table, r_max)
     return interpolate(r, table, r_max)
 
