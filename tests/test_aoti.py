@@ -6,7 +6,6 @@ torch is refused. Every model family: the slow test (CI runs it)."""
 from __future__ import annotations
 
 import shutil
-import zipfile
 
 import numpy as np
 import pytest
@@ -116,10 +115,36 @@ def test_aoti_package_in_lammps_equals_python(nprocs, schnet_pair, tmp_path):
 
 def test_the_package_calls_mlffs_halo_exchange(schnet_pair):
     _, pt2 = schnet_pair
-    with zipfile.ZipFile(pt2) as z:
-        calls = [n for n in z.namelist() if n.endswith(".wrapper.json")]
-        text = "".join(z.read(n).decode() for n in calls)
-    assert text.count('"mlff::halo_exchange"') == 1 and text.count('"mlff::halo_reverse"') == 1
+    assert package_calls(pt2) == KEPT["schnet"]
+
+
+def package_calls(path) -> set[str]:
+    """The mlff operators a package calls (its proxy-executor table)."""
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        nodes = [n for name in z.namelist() if name.endswith(".wrapper.json")
+                 for n in json.loads(z.read(name))["nodes"]]
+    return {n["node"]["target"] for n in nodes if n["node"]["target"].startswith("mlff::")}
+
+
+# the kernels each family's package keeps as mlff operator calls
+KEPT = {"schnet": {"mlff::halo_exchange", "mlff::halo_reverse"}, "dtnn": {"mlff::halo_exchange", "mlff::halo_reverse"},
+        "bp": {"mlff::symmetry_functions_export", "mlff::symmetry_functions_export_backward"}, "mbe": set(),
+        "nequip": {"mlff::halo_exchange", "mlff::halo_reverse", "mlff::tp_conv_export", "mlff::tp_conv_export_backward"},
+        "tfn_dfp": {"mlff::tp_conv_export", "mlff::halo_exchange"},
+        "se3_transformer": {"mlff::halo_exchange", "mlff::halo_reverse"}}
+
+
+def test_descriptor_kernels_stay_operator_calls(tmp_path):
+    torch.manual_seed(0)
+    model = build_model("bp", SPECIES, 5.0, dtype=torch.float64)
+    export_model(model, tmp_path / "bp.pt2", format="aoti")
+    export_model(model, tmp_path / "bp.pt")
+    assert package_calls(tmp_path / "bp.pt2") == KEPT["bp"]
+    atoms = molecule("toluene")
+    assert_same(python_results(tmp_path / "bp.pt2", atoms), python_results(tmp_path / "bp.pt", atoms), 1e-10, "bp")
 
 
 def test_a_package_compiled_by_another_torch_is_refused(tmp_path, monkeypatch):
@@ -149,6 +174,7 @@ def test_every_family_exports_to_aoti(kind, tmp_path):
         ts, pt2 = tmp_path / f"{dtype}.pt", tmp_path / f"{dtype}.pt2"
         export_model(model, ts, dtype=getattr(torch, dtype))
         export_model(model, pt2, dtype=getattr(torch, dtype), format="aoti")
+        assert KEPT[kind] <= package_calls(pt2), f"{kind}: kernels not kept as operator calls"
         for atoms in (molecule("toluene"), cu_box()):
             assert_same(python_results(pt2, atoms), python_results(ts, atoms), rtol,
                         f"{kind} {dtype} {atoms.get_chemical_formula()}")

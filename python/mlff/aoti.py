@@ -17,14 +17,14 @@ How a model is exported:
 3. ``torch._inductor.aoti_compile_and_package`` compiles it; the package's metadata holds
    mlff's ``metadata.json`` (key ``mlff_metadata``).
 
-mlff's own operators stay calls in the compiled package where they are registered at every
-dispatcher level (a backend kernel, an Autograd kernel whose backward is another operator,
-and a Meta kernel for shapes): today the halo exchange, ``torch.ops.mlff.halo_exchange`` /
-``halo_reverse``, which LAMMPS needs on several MPI ranks. The other kernels (symmetry
-functions, tensor products, SchNet's filter, radial tables) are autograd Functions inside
-one operator, which tracing cannot see through; the export uses the models' PyTorch
-implementations of them instead (``implementation="torch"``/e3nn, table interpolation in
-PyTorch), which Inductor fuses.
+mlff's own operators stay calls in the compiled package: the halo exchange
+(``torch.ops.mlff.halo_exchange`` / ``halo_reverse``, which LAMMPS needs on several MPI
+ranks; registered at every dispatcher level) and, through their export forms
+(``cpp/ops/src/export_ops.cpp``, :mod:`mlff.ops.export`: a forward operator whose backward
+is another operator), the symmetry functions, the ``uvu`` tensor-product convolution
+``tp_conv`` and the radial tables. SchNet's convolution and fused filter and the
+SE(3)-Transformer's ``tp_uvw`` have no export form yet; their PyTorch implementations are
+traced instead, which Inductor compiles into fused loops.
 
 Inputs of the package: ``species [n] int64, edge_index [2, e] int64, edge_vec [e, 3],
 local_weight [n]`` (1 for the atoms whose energy counts, 0 for LAMMPS's ghost atoms; the
@@ -33,13 +33,12 @@ TorchScript models' ``n_local``). Outputs: a tuple named by ``metadata["outputs"
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -65,27 +64,20 @@ def is_aoti_package(path: str | Path) -> bool:
         return False
 
 
-@contextlib.contextmanager
-def pure_torch() -> Iterator[None]:
-    """Radial tables evaluated by PyTorch interpolation while tracing (the C++ table op is an
-    autograd Function that tracing cannot see through)."""
-    from .models import radial_table
+def _export_implementations(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of a prepared model for tracing: kernels that have export operators
+    (symmetry functions, ``tp_conv``, radial tables) keep them; SchNet's convolution and
+    filter kernels and the SE(3)-Transformer's ``tp_uvw`` switch to their PyTorch
+    implementations (no export form yet)."""
+    from .models.schnet import Interaction
+    from .models.se3_transformer import SE3AttentionLayer
 
-    previous = radial_table.USE_OPS
-    radial_table.USE_OPS = False
-    try:
-        yield
-    finally:
-        radial_table.USE_OPS = previous
-
-
-def _torch_implementations(model: torch.nn.Module) -> torch.nn.Module:
-    """A copy of a prepared model whose kernels are its PyTorch implementations."""
     model = copy.deepcopy(model)
     for m in model.modules():
-        for flag in ("use_ops", "fused_filter"):
-            if hasattr(m, flag):
-                setattr(m, flag, False)
+        if isinstance(m, (Interaction, SE3AttentionLayer)):
+            m.use_ops = False
+        if hasattr(m, "fused_filter"):
+            m.fused_filter = False
     for p in model.parameters():
         p.requires_grad_(False)
     return model
@@ -151,9 +143,11 @@ def compile_package(members: list[torch.nn.Module], kind: str, meta: dict[str, A
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"output {path} is a directory; give a file name, e.g. {path / 'model.pt2'}")
-    module = _Exported([_torch_implementations(m) for m in members], kind).eval()
+    from .ops import export as export_ops
+
+    module = _Exported([_export_implementations(m) for m in members], kind).eval()
     args = example_inputs(meta["species"], meta["r_max"], dtype)
-    with pure_torch():
+    with export_ops.enabled():
         traced = make_fx(module, tracing_mode="symbolic", _allow_non_fake_inputs=True)(*args)
     n, e = torch.export.Dim("n_nodes", min=2), torch.export.Dim("n_edges", min=3)
     exported = torch.export.export(traced, args, dynamic_shapes=({0: n}, {1: e}, {0: e}, {0: n}), strict=False)
@@ -164,9 +158,13 @@ def compile_package(members: list[torch.nn.Module], kind: str, meta: dict[str, A
     os.close(fd)
     os.unlink(tmp)
     try:
+        # decompose_sort_ops: Inductor's sort lowering otherwise indexes in int16 and guards the
+        # sorted length below 32,767 from the small tracing input (the edge count of a large box
+        # is far above); int32 indices allow up to 2^31 - 1
         torch._inductor.aoti_compile_and_package(
             exported, package_path=tmp,
-            inductor_configs={"aot_inductor.metadata": {"mlff_metadata": json.dumps(meta)}})
+            inductor_configs={"aot_inductor.metadata": {"mlff_metadata": json.dumps(meta)},
+                              "triton.decompose_sort_ops": True})
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     finally:

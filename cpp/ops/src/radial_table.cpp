@@ -87,6 +87,29 @@ struct RadialTableFn : public torch::autograd::Function<RadialTableFn> {
 
 }    // namespace
 
+// the kernels without autograd (export_ops.cpp)
+at::Tensor radial_table_forward_raw(const at::Tensor &r, const at::Tensor &table, double r_max)
+{
+  const at::Tensor rc = r.contiguous(), tc = table.contiguous();
+  at::Tensor out = at::empty({rc.size(0), tc.size(2)}, rc.options());
+  RadialTableProblem p = problem(rc, tc, r_max);
+  p.out = out.data_ptr();
+  run(p);
+  return out;
+}
+
+at::Tensor radial_table_backward_raw(const at::Tensor &grad, const at::Tensor &r, const at::Tensor &table,
+                                     double r_max)
+{
+  const at::Tensor g = grad.contiguous(), rc = r.contiguous(), tc = table.contiguous();
+  at::Tensor out = at::empty({rc.size(0)}, rc.options());
+  RadialTableProblem p = problem(rc, tc, r_max);
+  p.grad_out = g.data_ptr();
+  p.out = out.data_ptr();
+  run(p);
+  return out;
+}
+
 at::Tensor radial_table(const at::Tensor &r, const at::Tensor &table, double r_max)
 {
   const char *op = "mlff::radial_table";

@@ -606,6 +606,25 @@ struct ForwardFn : public torch::autograd::Function<ForwardFn> {
 
 }    // namespace
 
+// the kernels without autograd (export_ops.cpp)
+at::Tensor symmetry_functions_forward_raw(const at::Tensor &edge_vec, const at::Tensor &centre,
+                                          const at::Tensor &neighbour_species, int64_t n_atoms, int64_t n_species,
+                                          const at::Tensor &radial, const at::Tensor &angular, double r_c,
+                                          int64_t cutoff, double gamma)
+{
+  const Inputs in = check_inputs(edge_vec, centre, neighbour_species);
+  return sf_forward(in, Args{radial, angular, n_atoms, n_species, cutoff, r_c, gamma});
+}
+
+at::Tensor symmetry_functions_backward_raw(const at::Tensor &grad, const at::Tensor &edge_vec,
+                                           const at::Tensor &centre, const at::Tensor &neighbour_species,
+                                           int64_t n_atoms, int64_t n_species, const at::Tensor &radial,
+                                           const at::Tensor &angular, double r_c, int64_t cutoff, double gamma)
+{
+  const Inputs in = check_inputs(edge_vec, centre, neighbour_species);
+  return sf_backward(grad, in, Args{radial, angular, n_atoms, n_species, cutoff, r_c, gamma});
+}
+
 at::Tensor symmetry_functions(const at::Tensor &edge_vec, const at::Tensor &centre,
                               const at::Tensor &neighbour_species, int64_t n_atoms, int64_t n_species,
                               const at::Tensor &radial, const at::Tensor &angular, double r_c, int64_t cutoff,

@@ -442,9 +442,41 @@ struct TpConvKernels {
 
 }    // namespace
 
+namespace {
+TpInputs checked_inputs(const at::Tensor &h, const at::Tensor &sh, const at::Tensor &weight, const at::Tensor &centre,
+                        const at::Tensor &neighbour, int64_t n_nodes);
+}
+
+// the kernels without autograd (export_ops.cpp)
+at::Tensor tp_conv_forward_raw(const at::Tensor &h, const at::Tensor &sh, const at::Tensor &weight,
+                               const at::Tensor &centre, const at::Tensor &neighbour, int64_t n_nodes,
+                               const at::Tensor &paths, const at::Tensor &coeff_index, const at::Tensor &coeff)
+{
+  return TpConvKernels::forward(checked_inputs(h, sh, weight, centre, neighbour, n_nodes),
+                                TpTables{paths, coeff_index, coeff, n_nodes});
+}
+
+std::vector<at::Tensor> tp_conv_backward_raw(const at::Tensor &grad, const at::Tensor &h, const at::Tensor &sh,
+                                             const at::Tensor &weight, const at::Tensor &centre,
+                                             const at::Tensor &neighbour, int64_t n_nodes, const at::Tensor &paths,
+                                             const at::Tensor &coeff_index, const at::Tensor &coeff)
+{
+  return TpConvKernels::backward(grad.contiguous(), checked_inputs(h, sh, weight, centre, neighbour, n_nodes),
+                                 TpTables{paths, coeff_index, coeff, n_nodes});
+}
+
 at::Tensor tp_conv(const at::Tensor &h, const at::Tensor &sh, const at::Tensor &weight, const at::Tensor &centre,
                    const at::Tensor &neighbour, int64_t n_nodes, const at::Tensor &paths,
                    const at::Tensor &coeff_index, const at::Tensor &coeff)
+{
+  const TpInputs in = checked_inputs(h, sh, weight, centre, neighbour, n_nodes);
+  return TpForwardFn<TpConvKernels>::apply(in.h, in.y, in.w, in.index0, in.index1,
+                                           TpTables{paths, coeff_index, coeff, n_nodes});
+}
+
+namespace {
+TpInputs checked_inputs(const at::Tensor &h, const at::Tensor &sh, const at::Tensor &weight, const at::Tensor &centre,
+                        const at::Tensor &neighbour, int64_t n_nodes)
 {
   TORCH_CHECK(sh.device() == h.device() && weight.device() == h.device() && centre.device() == h.device() &&
                   neighbour.device() == h.device(),
@@ -469,8 +501,8 @@ at::Tensor tp_conv(const at::Tensor &h, const at::Tensor &sh, const at::Tensor &
       TORCH_CHECK(pc[e] >= 0 && pc[e] < n_nodes && pn[e] >= 0 && pn[e] < h.size(0), "mlff::tp_conv: edge ", e, " (",
                   pc[e], ", ", pn[e], ") has a node outside [0, ", n_nodes, ") / [0, ", h.size(0), ")");
   }
-  const TpTables a{paths, coeff_index, coeff, n_nodes};
-  return TpForwardFn<TpConvKernels>::apply(h.contiguous(), sh.contiguous(), weight.contiguous(), c, nb, a);
+  return TpInputs{h.contiguous(), sh.contiguous(), weight.contiguous(), c, nb};
 }
+}    // namespace
 
 }    // namespace mlff

@@ -35,6 +35,7 @@ from e3nn.util.jit import compile as e3nn_compile
 from torch import nn
 
 from .. import ops
+from ..ops import export as export_ops
 from ..errors import ConfigError
 from .base import EnergyModel
 from .common import reverse_edge_groups
@@ -333,6 +334,11 @@ class EdgeConvolution(nn.Module):
                 edge_index: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
         weight = self.radial(radial, r).index_select(0, group)
         if self.use_ops and (not h.is_cuda or torch.ops.mlff.cuda_built()):
+            if not torch.jit.is_scripting():  # traced for an AOTI package (mlff.aoti): eager only
+                if export_ops.ENABLED:
+                    return torch.ops.mlff.tp_conv_export(h, sh, weight, edge_index[0], edge_index[1], h.shape[0],
+                                                         self.tp_paths, self.tp_coeff_index, self.tp_coeff,
+                                                         self.irreps_out.dim)
             return torch.ops.mlff.tp_conv(h, sh, weight, edge_index[0], edge_index[1], h.shape[0], self.tp_paths,
                                           self.tp_coeff_index, self.tp_coeff)
         messages = self.tp(h.index_select(0, edge_index[1]), sh, weight)

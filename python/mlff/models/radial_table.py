@@ -30,6 +30,7 @@ from typing import Callable
 import torch
 
 from .. import ops  # noqa: F401 (registers torch.ops.mlff.radial_table)
+from ..ops import export as export_ops
 from ..errors import ConfigError
 
 
@@ -84,19 +85,14 @@ def interpolate(r: torch.Tensor, table: torch.Tensor, r_max: float) -> torch.Ten
     return torch.where(inside[:, None], y, torch.zeros_like(y))
 
 
-#: False while a model is traced for AOTInductor (:mod:`mlff.aoti`), which needs the PyTorch
-#: interpolation (TorchScript models always use the operator on the CPU).
-USE_OPS = True
-
-
 def lookup(r: torch.Tensor, table: torch.Tensor, r_max: float) -> torch.Tensor:
     """``y(r)`` ``[U, F]`` of a deployed model's table: ``torch.ops.mlff.radial_table`` on
-    the CPU (first derivatives only), :func:`interpolate` on other devices."""
-    if torch.jit.is_scripting():  # (TorchScript compiles this branch only)
-        if r.is_cpu:
-            return torch.ops.mlff.radial_table(r, table, r_max)
-        return interpolate(r, table, r_max)
-    if r.is_cpu and USE_OPS:
+    the CPU (first derivatives only; its export form while a model is traced for an
+    AOTInductor package, :mod:`mlff.aoti`), :func:`interpolate` on other devices."""
+    if r.is_cpu:
+        if not torch.jit.is_scripting():  # eager only
+            if export_ops.ENABLED:
+                return torch.ops.mlff.radial_table_export(r, table, r_max)
         return torch.ops.mlff.radial_table(r, table, r_max)
     return interpolate(r, table, r_max)
 

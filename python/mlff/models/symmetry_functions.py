@@ -57,6 +57,7 @@ import torch
 from torch import nn
 
 from .. import ops
+from ..ops import export as export_ops
 from ..errors import ConfigError
 
 CUTOFFS = ("cosine", "polynomial")
@@ -207,6 +208,11 @@ class SymmetryFunctions(nn.Module):
 
     def forward(self, species: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor) -> torch.Tensor:
         if self.use_ops and (not edge_vec.is_cuda or torch.ops.mlff.cuda_built()):
+            if not torch.jit.is_scripting():  # traced for an AOTI package (mlff.aoti): eager only
+                if export_ops.ENABLED:
+                    return torch.ops.mlff.symmetry_functions_export(
+                        edge_vec, edge_index[0], species.index_select(0, edge_index[1]), species.shape[0],
+                        self.n_species, self.radial_table, self.angular_table, self.r_c, self.cutoff_code, self.gamma)
             return torch.ops.mlff.symmetry_functions(
                 edge_vec, edge_index[0], species.index_select(0, edge_index[1]), species.shape[0], self.n_species,
                 self.radial_table, self.angular_table, self.r_c, self.cutoff_code, self.gamma)

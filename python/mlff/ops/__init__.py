@@ -114,6 +114,11 @@ def _load() -> tuple[bool, str]:
 NATIVE, WHERE = _load()
 """``NATIVE``: whether the C++ operators are loaded; ``WHERE``: their file, or why not."""
 
+if NATIVE:
+    from . import export as _export
+
+    _export.register()
+
 
 def halo_exchange(x: torch.Tensor) -> torch.Tensor:
     """``torch.ops.mlff.halo_exchange``: ghost rows of ``x`` replaced by their owners' rows

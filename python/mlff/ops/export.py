@@ -1,0 +1,93 @@
+"""Shapes and autograd of the ``*_export`` operators (``cpp/ops/src/export_ops.cpp``), the
+forms of mlff's kernels that AOTInductor packages call (:mod:`mlff.aoti`).
+
+Registered from Python because tracing (``make_fx``, ``torch.export``) happens here: the
+fake kernels give output shapes on symbolic sizes, and each forward's backward is its
+``*_export_backward`` operator, so a traced energy-and-forces function records both as
+calls. At run time (LAMMPS, a loaded package) only the CPU kernels are used.
+
+While :data:`ENABLED` is true (:func:`enabled`), the models call these operators instead
+of the autograd-aware ones (eager Python only; TorchScript models never do).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import torch
+
+ENABLED = False
+
+
+@contextlib.contextmanager
+def enabled() -> Iterator[None]:
+    global ENABLED
+    previous, ENABLED = ENABLED, True
+    try:
+        yield
+    finally:
+        ENABLED = previous
+
+
+def register() -> None:
+    """Fake kernels and autograd of the export operators (once, when the library is loaded)."""
+    lib = "mlff::"
+
+    @torch.library.register_fake(lib + "radial_table_export")
+    def _(r, table, r_max):
+        return r.new_empty((r.shape[0], table.shape[2]))
+
+    @torch.library.register_fake(lib + "radial_table_export_backward")
+    def _(grad, r, table, r_max):
+        return r.new_empty((r.shape[0],))
+
+    def radial_setup(ctx, inputs, output):
+        ctx.save_for_backward(inputs[0], inputs[1])
+        ctx.r_max = inputs[2]
+
+    def radial_backward(ctx, grad):
+        r, table = ctx.saved_tensors
+        return torch.ops.mlff.radial_table_export_backward(grad, r, table, ctx.r_max), None, None
+
+    torch.library.register_autograd(lib + "radial_table_export", radial_backward, setup_context=radial_setup)
+
+    @torch.library.register_fake(lib + "symmetry_functions_export")
+    def _(edge_vec, centre, neighbour_species, n_atoms, n_species, radial, angular, r_c, cutoff, gamma):
+        width = n_species * radial.shape[0] + n_species * (n_species + 1) // 2 * angular.shape[0]
+        return edge_vec.new_empty((n_atoms, width))
+
+    @torch.library.register_fake(lib + "symmetry_functions_export_backward")
+    def _(grad, edge_vec, *args):
+        return torch.empty_like(edge_vec)
+
+    def sf_setup(ctx, inputs, output):
+        ctx.save_for_backward(inputs[0], inputs[1], inputs[2])
+        ctx.args = inputs[3:]
+
+    def sf_backward(ctx, grad):
+        vec, centre, species = ctx.saved_tensors
+        g = torch.ops.mlff.symmetry_functions_export_backward(grad, vec, centre, species, *ctx.args)
+        return (g,) + (None,) * 9
+
+    torch.library.register_autograd(lib + "symmetry_functions_export", sf_backward, setup_context=sf_setup)
+
+    @torch.library.register_fake(lib + "tp_conv_export")
+    def _(h, sh, weight, centre, neighbour, n_nodes, paths, coeff_index, coeff, dim_out):
+        return h.new_empty((n_nodes, dim_out))
+
+    @torch.library.register_fake(lib + "tp_conv_export_backward")
+    def _(grad, h, sh, weight, *args):
+        return torch.empty_like(h), torch.empty_like(sh), torch.empty_like(weight)
+
+    def tp_setup(ctx, inputs, output):
+        ctx.save_for_backward(*inputs[:5], *inputs[6:9])
+        ctx.n_nodes = inputs[5]
+
+    def tp_backward(ctx, grad):
+        h, sh, weight, centre, neighbour, paths, coeff_index, coeff = ctx.saved_tensors
+        gh, gs, gw = torch.ops.mlff.tp_conv_export_backward(grad, h, sh, weight, centre, neighbour, ctx.n_nodes,
+                                                            paths, coeff_index, coeff)
+        return (gh, gs, gw) + (None,) * 7
+
+    torch.library.register_autograd(lib + "tp_conv_export", tp_backward, setup_context=tp_setup)
