@@ -138,6 +138,11 @@ def test_null_types_are_outside_the_models_graph(nprocs, cu_model, tmp_path):
     assert got["energy"] == pytest.approx(ref.get_potential_energy(), rel=RTOL)
     np.testing.assert_allclose(got["forces"][: len(cu)], ref.get_forces(), rtol=0, atol=1e-10)
     assert np.all(got["forces"][len(cu):] == 0.0) and np.all(got["energies"][len(cu):] == 0.0)
+    # hybrid/scaled: the same forces, scaled
+    scaled = point(tmp_path, "scaled", mixed, species, "hybrid/scaled 0.5 mlff 1.0 zero 5.0",
+                   f"pair_coeff * * mlff {cu_model} Cu NULL\npair_coeff * * zero", nprocs, types=types)
+    assert scaled["energy"] == pytest.approx(0.5 * got["energy"], rel=RTOL)
+    np.testing.assert_allclose(scaled["forces"], 0.5 * got["forces"], rtol=0, atol=1e-10)
     # plain hybrid: mlff for Cu-Cu, lj/cut for everything with Ar
     lj = "pair_coeff 1 2 {kw} 0.01 3.0\npair_coeff 2 2 {kw} 0.0104 3.4"
     both = point(tmp_path, "hybrid", mixed, species, "hybrid mlff lj/cut 6.0",
