@@ -100,7 +100,33 @@ def lookup(r: torch.Tensor, table: torch.Tensor, r_max: float) -> torch.Tensor:
 def _derivatives(fn: Callable[[torch.Tensor], torch.Tensor], r: torch.Tensor,
                  second: bool = True) -> tuple[torch.Tensor, ...]:
     """``y, y'`` and (if ``second``) ``y''`` ``[k, F]`` of ``fn`` (row u a function of
-    ``r[u]`` alone) in float64."""
+    ``r[u]`` alone) in float64.
+
+    Forward-mode AD (``torch.func.jvp`` with a tangent of ones, nested once for ``y''``):
+    one pass gives the derivatives of all ``F`` outputs, so time and memory do not grow
+    with ``F`` (a reverse-mode loop over outputs kept ``F`` graphs alive: thousands of
+    outputs went past 18 GB). Functions with an operator lacking a forward-mode formula
+    fall back to that loop."""
+    r = r.detach().to(torch.float64)
+    ones = torch.ones_like(r)
+    try:
+        with torch.no_grad():
+            if not second:
+                y, dy = torch.func.jvp(fn, (r,), (ones,))
+                return y, dy
+
+            def first(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                return torch.func.jvp(fn, (x,), (ones,))
+
+            (y, dy), (_, d2y) = torch.func.jvp(first, (r,), (ones,))
+            return y, dy, d2y
+    except (NotImplementedError, RuntimeError):
+        return _derivatives_reverse(fn, r, second)
+
+
+def _derivatives_reverse(fn: Callable[[torch.Tensor], torch.Tensor], r: torch.Tensor,
+                         second: bool) -> tuple[torch.Tensor, ...]:
+    """:func:`_derivatives` by reverse mode, one output at a time (any differentiable ``fn``)."""
     r = r.detach().clone().requires_grad_(True)
     with torch.enable_grad():
         y = fn(r)
@@ -111,6 +137,7 @@ def _derivatives(fn: Callable[[torch.Tensor], torch.Tensor], r: torch.Tensor,
             if second:
                 (g2,) = torch.autograd.grad(g1.sum(), r, retain_graph=True, allow_unused=True)
                 more.append(torch.zeros_like(r) if g2 is None else g2.detach())
+            del g1
     derivatives = (torch.stack(first, 1),) + ((torch.stack(more, 1),) if second else ())
     return (y.detach(),) + derivatives
 
