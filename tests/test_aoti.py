@@ -181,8 +181,11 @@ def test_every_family_exports_to_aoti(kind, tmp_path):
         ref = python_results(ts, cu_box())
         for nprocs in (1, 2):
             got = lammps_results(tmp_path / f"{dtype}_np{nprocs}", pt2, cu_box(), nprocs)
+            # Same floor as assert_same: these random models' net forces on the rattled
+            # lattice are ~1e-7..1e-9 eV/A, sums of much larger per-edge terms, so in fp32
+            # a relative test against max|F| would measure cancellation, not the package.
             np.testing.assert_allclose(got["forces"], ref["forces"], rtol=0,
-                                       atol=max(rtol, 1e-9) * np.abs(ref["forces"]).max(),
+                                       atol=max(rtol, 1e-9) * max(np.abs(ref["forces"]).max(), 1e-3),
                                        err_msg=f"{kind} {dtype} lmp {nprocs} ranks")
             if "energy" in ref:
                 assert got["energy"] == pytest.approx(ref["energy"], rel=max(rtol, 1e-9))
