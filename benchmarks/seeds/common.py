@@ -567,6 +567,21 @@ class Report:
         self.rows.append(Row(quantity, paper if isinstance(paper, str) else fmt(paper, digits),
                              ours if isinstance(ours, str) else fmt(ours, digits), unit, note))
 
+    def record_checks(self, checks: dict[str, bool], finding: str) -> list[str]:
+        """Keep the paper's findings checked one by one (``results["checks"]`` and a table)
+        and the finding's one-line statement; return the checks that failed."""
+        self.results["checks"] = checks
+        self.extra_tables.append(("The thesis's findings, one by one", ["finding (thesis)", "holds in this run"],
+                                  [[k, "yes" if v else "no"] for k, v in checks.items()]))
+        self.finding = finding
+        return [k for k, v in checks.items() if not v]
+
+    def judge_all(self, failed: list[str]) -> None:
+        """Verdict when every check must hold: reproduced, or not (naming the failed checks)."""
+        self.verdict = "reproduced" if not failed else "not reproduced"
+        if failed:
+            self.reason = "does not hold here: " + "; ".join(failed)
+
     def verdict_line(self) -> str:
         if self.verdict not in VERDICTS:
             raise ValueError(f"verdict must be one of {VERDICTS}, got {self.verdict!r}")

@@ -175,10 +175,7 @@ def report(ctx, timing, training, calls) -> Report:
                   timing[ne_lab][m] > timing[nd_lab][m] for m in TIMING_MOLECULES),
               "the direct model reaches the common accuracy sooner in training (thesis set-up)":
                   bool(ta is not None and (tb is None or ta < tb))}
-    r.results["checks"] = checks
-    r.extra_tables.append(("The thesis's findings, one by one", ["finding (thesis)", "holds in this run"],
-                           [[k, "yes" if v else "no"] for k, v in checks.items()]))
-    r.finding = FINDING
+    r.record_checks(checks, FINDING)
     main = checks["the direct model is faster per force call (thesis set-up, every molecule)"] and \
         checks["the direct model reaches the common accuracy sooner in training (thesis set-up)"]
     r.verdict = "reproduced" if main else "not reproduced"

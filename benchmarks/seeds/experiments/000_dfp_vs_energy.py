@@ -213,10 +213,7 @@ def report(ctx, acc, md) -> Report:
               "at 300 K the direct model breaks a bond within 1,000 NVE steps (toluene and benzene)":
                   len(diverged) == len(watched),
               "the energy model (nequip) keeps every bond at 300 K (control)": control_ok}
-    r.results["checks"] = checks
-    r.extra_tables.append(("The thesis's findings, one by one", ["finding (thesis)", "holds in this run"],
-                           [[k, "yes" if v else "no"] for k, v in checks.items()]))
-    r.finding = FINDING
+    r.record_checks(checks, FINDING)
     main = checks["at 300 K the direct model breaks a bond within 1,000 NVE steps (toluene and benzene)"]
     r.verdict = "reproduced" if main else "not reproduced"
     if not main:

@@ -218,14 +218,8 @@ def report(ctx, sweep, best, bonds, modes, result, params, n_train) -> Report:
               "three distinct bond lengths within 0.02 Å of the reference's": len(bm) == 3 and
                   max(abs(x - y) for x, y in zip(bm, bx)) < 0.02 and bonds["xtb"]["spread_A"] > 0.03,
               "largest frequency error ≤ 2 %": modes["largest_relative_error"] <= 0.02}
-    r.results["checks"] = checks
-    r.extra_tables.append(("The thesis's findings, one by one", ["finding (thesis)", "holds in this run"],
-                           [[k, "yes" if v else "no"] for k, v in checks.items()]))
-    r.finding = FINDING
-    failed = [k for k, v in checks.items() if not v]
-    r.verdict = "reproduced" if not failed else "not reproduced"
-    if failed:
-        r.reason = "does not hold here: " + "; ".join(failed)
+    failed = r.record_checks(checks, FINDING)
+    r.judge_all(failed)
     if bonds["xtb"]["spread_A"] <= 0.03:
         r.notes.append(f"GFN2-xTB's relaxed cage has bonds within {bonds['xtb']['spread_A']:.3f} Å of each other: "
                        "xTB does not reproduce DFT's Jahn-Teller distortion into three bond lengths, so that part is "

@@ -130,10 +130,7 @@ def report(ctx, results, ablation) -> Report:
               "energy MAE falls ≥ 10× with force training (every molecule)": min(e_ratios) >= 10,
               "T = 1 is clearly worse than T = 2 and 3 (force MAE ≥ 1.5×)": f1 >= 1.5 * min(f2, f3),
               "T = 2 and T = 3 are close (within 1.5×)": max(f2, f3) <= 1.5 * min(f2, f3)}
-    r.results["checks"] = checks
-    r.extra_tables.append(("The thesis's findings, one by one", ["finding (thesis)", "holds in this run"],
-                           [[k, "yes" if v else "no"] for k, v in checks.items()]))
-    r.finding = FINDING
+    r.record_checks(checks, FINDING)
     main = checks["force MAE falls ≥ 10× with force training (every molecule)"]
     r.verdict = "reproduced" if main else "not reproduced"
     if not main:

@@ -330,14 +330,9 @@ def report(ctx, eq, stats, trained, md, names) -> Report:
               "without self-energies the energy error is far larger (> 3×)": raw["energy_mae_eV"] > 3 * sub["energy_mae_eV"],
               "the water molecule driven by direct forces flies apart": direct_breaks,
               "the water molecule driven by −∇E stays bound": not grad_breaks}
-    r.results["checks"] = checks
-    r.extra_tables.append(("The thesis's findings, one by one", ["finding (thesis)", "holds in this run"],
-                           [[k, "yes" if v else "no"] for k, v in checks.items()]))
-    r.finding = FINDING
-    failed = [k for k, v in checks.items() if not v]
-    r.verdict = "reproduced" if not failed else "not reproduced"
+    failed = r.record_checks(checks, FINDING)
+    r.judge_all(failed)
     if failed:
-        r.reason = "does not hold here: " + "; ".join(failed)
         if not direct_breaks:
             r.reason += (" (mlff's direct head is an E(3)-equivariant network with a smooth cutoff, trained to "
                          f"{1e3 * md['direct forces']['valid']['force_mae_eV_A']:.0f} meV/Å; at rest the molecule "

@@ -37,10 +37,7 @@ def run(ctx):
     checks = {"the model's total energy drifts (> 3x the reference's and > 0.1 meV/atom/ps)": not conserved,
               "the model's potential energy departs from the reference's within the run": dep is not None,
               "the centre-of-mass momentum grows": not momentum_ok}
-    r.results["checks"] = checks
-    r.extra_tables.append(("The thesis's findings, one by one", ["finding (thesis)", "holds in this run"],
-                           [[k, "yes" if v else "no"] for k, v in checks.items()]))
-    r.finding = FINDING
+    r.record_checks(checks, FINDING)
     if checks["the model's total energy drifts (> 3x the reference's and > 0.1 meV/atom/ps)"]:
         r.verdict = "reproduced"
         if momentum_ok:

@@ -158,14 +158,9 @@ def report(ctx, curve, compare, lc_train, lc_test, ef_train, ef_test) -> Report:
               "little gain beyond 500 images (RMSE at 500 < 2.5x RMSE at the largest set)": levels,
               "forces in the loss lower the force error by > 20 %": forces_help,
               "forces in the loss raise the energy error by > 20 %": energy_worse}
-    r.results["checks"] = checks
-    r.extra_tables.append(("The thesis's findings, one by one", ["finding (thesis)", "holds in this run"],
-                           [[k, "yes" if v else "no"] for k, v in checks.items()]))
-    r.finding = FINDING
-    failed = [k for k, v in checks.items() if not v]
-    r.verdict = "reproduced" if not failed else "not reproduced"
+    failed = r.record_checks(checks, FINDING)
+    r.judge_all(failed)
     if failed:
-        r.reason = "does not hold here: " + "; ".join(failed)
         if not energy_worse and forces_help:
             r.reason += (f" (the energy error changes ×{e_factor:.2f}: with Adam and a per-atom energy term, "
                          "force labels add information about the energy surface instead of competing with it; "

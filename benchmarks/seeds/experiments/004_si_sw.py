@@ -44,12 +44,8 @@ def run(ctx):
     checks = {"the model's total energy drifts (> 3x the reference's and > 0.1 meV/atom/ps)": not conserved}
     if ratio is not None:
         checks["Si drifts less than Cu (|Cu drift| / |Si drift| > 2)"] = ratio > 2
-    r.results["checks"] = checks
     r.results["cu_si_drift_ratio"] = ratio
-    r.extra_tables.append(("The thesis's findings, one by one", ["finding (thesis)", "holds in this run"],
-                           [[k, "yes" if v else "no"] for k, v in checks.items()]))
-    r.finding = FINDING
-    failed = [k for k, v in checks.items() if not v]
+    failed = r.record_checks(checks, FINDING)
     if not failed:
         r.verdict = "reproduced"
     elif conserved:
