@@ -153,6 +153,31 @@ def test_null_types_are_outside_the_models_graph(nprocs, cu_model, tmp_path):
     np.testing.assert_allclose(both["forces"], got["forces"] + only_lj["forces"], rtol=0, atol=1e-10)
 
 
+@pytest.mark.parametrize("mode,nprocs,layers,expected", [("", 1, 2, "owner-mapped"), ("halo", 2, 2, "halo (ghost"),
+                                                         ("redundant", 2, 2, "redundant (ghost"),
+                                                         ("", 2, 1, "ghost-node")])
+def test_null_types_in_every_parallel_mode(mode, nprocs, layers, expected, tmp_path):
+    """NULL types are outside the model's graph in each parallel mode: owner (1 rank),
+    halo and redundant (2 ranks, 2-layer SchNet), local (2 ranks, 1 layer)."""
+    model = tmp_path / "cu.pt"
+    export_model(random_schnet(["Cu"], seed=9, n_interactions=layers), model)
+    cu = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(3)
+    cu.rattle(0.05, seed=7)
+    mixed = cu.copy()
+    rng = np.random.default_rng(2)
+    for k in range(10):
+        mixed += Atoms("Ar", positions=[cu.positions[5 * k] + rng.normal(scale=0.2, size=3) + 1.3])
+    got = point(tmp_path, "null", mixed, ["Cu", "Ar"], f"hybrid/overlay mlff {mode} zero 5.0",
+                f"pair_coeff * * mlff {model} Cu NULL\npair_coeff * * zero", nprocs,
+                types=[1] * len(cu) + [2] * 10)
+    assert f"MPI rank(s), {expected}" in got["log"]
+    ref = cu.copy()
+    ref.calc = MLFFCalculator(model)
+    assert got["energy"] == pytest.approx(ref.get_potential_energy(), rel=RTOL)
+    np.testing.assert_allclose(got["forces"][: len(cu)], ref.get_forces(), rtol=0, atol=1e-10)
+    assert np.all(got["forces"][len(cu):] == 0.0) and np.all(got["energies"][len(cu):] == 0.0)
+
+
 def test_null_alone_is_refused(cu_model, tmp_path):
     folder = tmp_path / "alone"
     folder.mkdir()
