@@ -134,10 +134,33 @@ def main() -> None:
                             for n in (1, 2))
                 lines.append(f"| {system} | {model} | {batch} | {one:.1f} | {two:.1f} | {two / one:.2f} | "
                              f"{two / (2 * one):.0%} |")
+    plot(results, args.out / "throughput.png")
     text = ("QUICK RUN (not a result)\n\n" if args.quick else "") + "\n".join(lines)
+    text += "\n\n![throughput](throughput.png)"
     (args.out / "report.md").write_text(text + "\n")
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
     print(text)
+
+
+def plot(results: list[dict], path: Path) -> None:
+    """Bars of structures/s, 1 vs 2 processes, per system, model and global batch."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = sorted({(r["system"], r["model"], r["batch"]) for r in results})
+    fig, ax = plt.subplots(figsize=(10, 4))
+    for offset, n in ((-0.2, 1), (0.2, 2)):
+        ys = [next(r["structures_per_s"] for r in results if (r["system"], r["model"], r["batch"]) == k
+                   and r["processes"] == n) for k in keys]
+        ax.bar(np.arange(len(keys)) + offset, ys, width=0.4, label=f"{n} process{'es' if n > 1 else ''}")
+    ax.set_xticks(np.arange(len(keys)), [f"{s} {m}\nbatch {b}" for s, m, b in keys], fontsize=8)
+    ax.set_ylabel("training structures / s")
+    ax.set_title("DDP training throughput, 2-core CPU (gloo, 1 thread per process)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 if __name__ == "__main__":
