@@ -9,10 +9,12 @@
 2. ``mlff learn`` from 10 rattled fcc frames, exploring at 300, 800, 1200, 1600 and 2000 K
    with a committee of 4 SchNets; after every iteration member 0 is scored on the hold-out.
 3. The same model, trained from scratch with the same budget on the same number of frames
-   drawn at random from the pool, at each iteration's label count.
+   drawn at random from the pool, at each iteration's label count and at 2x and 4x the
+   final one.
 4. The final committee in ``mlff md stability`` at 1500 K (3 seeds).
-Target: the learned set reaches the random set's final hold-out force MAE with at most
-half its labels, and the final potential passes the stability protocol.
+Target: the learned set's final hold-out force MAE is at most that of random frames twice
+as many (at most half the labels for the same error), and the final potential passes the
+stability protocol.
 
 ``toluene_xtb`` — toluene with GFN2-xTB: ``mlff learn`` from 20 rattled frames, exploring
 at 300, 500 and 700 K; the labels needed, member 0's force MAE on the 2,000-frame xTB
@@ -171,14 +173,20 @@ def stability(out: Path, run: Path, system: str, quick: bool) -> dict:
     last = run / f"iter_{state['history'][-1]['iteration']:03d}" / "committee.pt"
     temperature, dt, length, seeds = (1500, 2.0, 20, 3) if system == "cu_emt" else (500, 0.5, 20, 5)
     folder = out / f"stability_{temperature}K"
-    sh([BIN / "mlff", "md", "stability", "--model", last, "--structure", start_structure(out, system),
-        "--temperature", temperature, "--timestep", dt, "--length", 1 if quick else length,
-        "--seeds", 1 if quick else seeds, "--out", folder, "--overwrite", "--no-progress"], out / "stability.log")
-    sh([BIN / "mlff", "analyze", folder, "--out", folder / "analysis"], out / "stability_analysis.log")
+    if not (folder / "analysis" / "analysis.json").is_file():
+        run_stability(folder, last, out, system, temperature, dt, length, seeds, quick)
     verdict = json.loads((folder / "analysis" / "analysis.json").read_text())["analysis"]["stability"]
     return {"n_stable": verdict["n_stable"], "n_seeds": verdict["n_seeds"],
             "per_seed": [{k: s[k] for k in ("seed", "stable", "time_to_failure_ps", "reason")}
                          for s in verdict["per_seed"]]}
+
+
+def run_stability(folder: Path, last: Path, out: Path, system: str, temperature: float, dt: float, length: float,
+                  seeds: int, quick: bool) -> None:
+    sh([BIN / "mlff", "md", "stability", "--model", last, "--structure", start_structure(out, system),
+        "--temperature", temperature, "--timestep", dt, "--length", 1 if quick else length,
+        "--seeds", 1 if quick else seeds, "--out", folder, "--overwrite", "--no-progress"], out / "stability.log")
+    sh([BIN / "mlff", "analyze", folder, "--out", folder / "analysis"], out / "stability_analysis.log")
 
 
 def plot(out: Path, system: str, learned: list[dict], random: list[dict]) -> None:
@@ -217,7 +225,11 @@ def main() -> None:
         holdout, pool = toluene_holdout(out, args.quick), None
     run = learn(out, args.system, args.quick)
     learned = learned_curve(run, holdout)
-    random = random_curve(out, pool, holdout, [r["labels"] for r in learned], args.quick) if pool else []
+    # The random curve goes on to 2x and 4x the loop's final label count: "at most half the labels"
+    # compares the learned set with random sets twice its size.
+    final = learned[-1]["labels"]
+    sizes = sorted({r["labels"] for r in learned} | {2 * final, 4 * final})
+    random = random_curve(out, pool, holdout, sizes, args.quick) if pool else []
     stab = stability(out, run, args.system, args.quick)
     plot(out, args.system, learned, random)
     state = json.loads((run / "state.json").read_text())
@@ -226,23 +238,27 @@ def main() -> None:
     cfg = train_config(args.system, args.quick)
     model = f"SchNet {cfg['model_params']['n_features']}×{cfg['model_params']['n_interactions']}, r_max {cfg['r_max']} Å"
     if args.system == "cu_emt":
-        final_random = random[-1]["force_mae"]
-        reached = [r for r in learned if r["force_mae"] <= final_random]
-        labels_needed = reached[0]["labels"] if reached else None
-        target = labels_needed is not None and labels_needed <= 0.5 * random[-1]["labels"]
-        results.update({"labels_to_reach_random_final": labels_needed, "random_final_labels": random[-1]["labels"],
-                        "target_half_labels_met": target})
+        learned_final = learned[-1]["force_mae"]
+        at_double = next(r["force_mae"] for r in random if r["labels"] == 2 * final)
+        random_needed = next((r["labels"] for r in random if r["force_mae"] <= learned_final), None)
+        target = learned_final <= at_double
+        results.update({"random_labels_to_reach_learned_final": random_needed,
+                        "random_force_mae_at_twice_the_labels": at_double, "target_half_labels_met": target})
+        by_n = {r["labels"]: r["force_mae"] for r in random}
+        mine = {r["labels"]: r["force_mae"] for r in learned}
         lines = ["# Active learning on Cu (EMT): mlff learn against random sampling", "",
                  f"Hold-out: EMT Langevin MD of 32-atom Cu at 300, 1000, 1500, 2000 K. Model: {model}, "
                  f"{cfg['max_cpu_minutes']} CPU-min per training (every member, every random model).",
                  "Random baseline: the same number of frames drawn at random from an independent EMT MD pool at the "
-                 "same temperatures, trained from scratch.", "",
+                 "same temperatures, trained from scratch; also at 2x and 4x the loop's final label count.", "",
                  "| labelled frames | mlff learn: hold-out force MAE (meV/Å) | random: hold-out force MAE (meV/Å) |",
                  "|---|---|---|"]
-        lines += [f"| {a['labels']} | {a['force_mae']:.1f} | {b['force_mae']:.1f} |" for a, b in zip(learned, random)]
-        lines += ["", f"Random sampling's final error {final_random:.1f} meV/Å at {random[-1]['labels']} labels; mlff "
-                      f"learn reaches it with {labels_needed if labels_needed else 'not reached'} labels. "
-                      f"Target (at most half the labels): {'met' if target else 'not met'}."]
+        lines += [f"| {n} | {mine[n]:.1f} | {by_n[n]:.1f} |" if n in mine else f"| {n} | — | {by_n[n]:.1f} |"
+                  for n in sizes]
+        lines += ["", f"mlff learn's final error {learned_final:.1f} meV/Å at {final} labels; random frames reach it "
+                      f"with {random_needed if random_needed else f'more than {4 * final}'} labels, and have "
+                      f"{at_double:.1f} meV/Å at {2 * final}. Target (the learned set's error with at most half the "
+                      f"random set's labels): {'met' if target else 'not met'}."]
     else:
         lines = ["# Active learning on toluene (GFN2-xTB)", "",
                  f"Hold-out: 2,000 frames of GFN2-xTB Langevin MD at 500 K. Model: {model}, {cfg['max_cpu_minutes']} "
