@@ -107,10 +107,6 @@ JIGGLE = 1e-3  # Å, per-call position change
 
 FAMILIES = ["nequip", "schnet", "bp", "dtnn", "mbe", "tfn_dfp", "se3_transformer"]
 TABULATED = {"schnet", "nequip", "tfn_dfp", "se3_transformer"}  # families with radial networks
-# Tabulated variants left out unless --tabulate-all (family: reason). Empty since the
-# tables' derivatives use forward-mode AD: se3_transformer's 3,584-output radial network
-# now tabulates in 69 s and 1.3 GB (the reverse-mode loop went past 18 GB).
-TABULATION_SKIPPED: dict[str, str] = {}
 # name: (format, dtype, tabulate, label)
 VARIANTS: dict[str, tuple[str, str, bool, str]] = {
     "ts64": ("torchscript", "float64", False, "TorchScript fp64"),
@@ -147,11 +143,9 @@ def family_params(family: str) -> dict[str, Any]:
     return dict(accuracy.MODELS[family]["params"])
 
 
-def variants_of(family: str, names: list[str], tabulate_all: bool = False) -> list[str]:
-    """The ``names`` that apply to ``family`` (tabulated variants need radial networks;
-    :data:`TABULATION_SKIPPED` unless ``tabulate_all``)."""
-    tabulated = TABULATED if tabulate_all else TABULATED - set(TABULATION_SKIPPED)
-    return [v for v in names if not VARIANTS[v][2] or family in tabulated]
+def variants_of(family: str, names: list[str]) -> list[str]:
+    """The ``names`` that apply to ``family`` (tabulated variants need radial networks)."""
+    return [v for v in names if not VARIANTS[v][2] or family in TABULATED]
 
 
 # A training range for the metadata, so that the extrapolation checks run as in production
@@ -161,8 +155,7 @@ TRAINING_RANGE = {"pair_min_distance": {"H-H": 0.6, "C-H": 0.8, "C-C": 1.0, "Cu-
                   "atomic_energy": {s: [-1e6, 1e6] for s in SPECIES}, "periodic": "mixed"}
 
 
-def export_models(families: list[str], variants: list[str], out: Path, redo: bool,
-                  tabulate_all: bool = False) -> dict[tuple[str, str], Path]:
+def export_models(families: list[str], variants: list[str], out: Path, redo: bool) -> dict[tuple[str, str], Path]:
     """Deployed file of every (family, variant), exported once and cached in ``out``
     (with a ``.json`` key: family, hyperparameters, variant, mlff and torch versions)."""
     import torch
@@ -175,7 +168,7 @@ def export_models(families: list[str], variants: list[str], out: Path, redo: boo
     files = {}
     for family in families:
         params = family_params(family)
-        for variant in variants_of(family, variants, tabulate_all):
+        for variant in variants_of(family, variants):
             fmt, dtype, tabulate, label = VARIANTS[variant]
             path = out / f"{family}_{variant}.{'pt2' if fmt == 'aoti' else 'pt'}"
             key = {"family": family, "params": params, "variant": variant, "species": SPECIES, "r_max": R_MAX,
@@ -1331,8 +1324,6 @@ def main() -> int:
     p.add_argument("--lmp-cu-steps", type=int, help="timed steps of the mlff Cu runs (default 5)")
     p.add_argument("--lmp-timeout", type=float, default=1800.0, help="seconds per lmp run")
     p.add_argument("--reexport", action="store_true", help="export the mlff models again (ignore the cache)")
-    p.add_argument("--tabulate-all", action="store_true",
-                   help="also the tabulated variants listed in TABULATION_SKIPPED (none at present)")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--split", help=argparse.SUPPRESS)
     p.add_argument("--train-schnetpack", help=argparse.SUPPRESS)
@@ -1370,14 +1361,12 @@ def main() -> int:
     logs.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
 
-    files = export_models(families, variants, out / "models", args.reexport, args.tabulate_all)
+    files = export_models(families, variants, out / "models", args.reexport)
     structures = make_structures(systems, out / "structures")
     dtypes = sorted({VARIANTS[v][1] for v in variants})
     meta = {"quick": args.quick, "machine": machine(), "torch": torch.__version__, "mlff": mlff.__version__,
             "date": time.strftime("%Y-%m-%d %H:%M"), "systems": systems, "calls": calls, "families": families,
-            "variants": variants, "peer_notes": [], "together_max_atoms": args.together_max_atoms,
-            "notes": [] if args.tabulate_all else [note for family, note in TABULATION_SKIPPED.items()
-                                                   if family in families and any(VARIANTS[v][2] for v in variants)]}
+            "variants": variants, "peer_notes": [], "together_max_atoms": args.together_max_atoms, "notes": []}
     peer_list = []
     if peers and not args.no_calc:
         peer_list = peer_members(families, dtypes, out / "peers")
@@ -1399,7 +1388,7 @@ def main() -> int:
                                 "label": f"mlff {family} {VARIANTS[v][3]}", "key": f"{family}_{v}",
                                 "python": sys.executable,
                                 "spec": {"impl": "mlff", "model": str(files[(family, v)]), "dtype": dtype}}
-                               for v in variants_of(family, variants, args.tabulate_all)
+                               for v in variants_of(family, variants)
                                if VARIANTS[v][1] == dtype]
                     members += [m for m in peer_list if m["family"] == family and m["dtype"] == dtype]
                     # a large system's processes one at a time (run by run): memory of one process at most
