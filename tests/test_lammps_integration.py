@@ -118,26 +118,37 @@ def _toluene_box():
     return atoms
 
 
+def cu_with_argon(rattle_seed: int, argon_seed: int, n_argon: int, stride: int):
+    """Rattled 108-atom fcc Cu (type 1) and the same crystal with ``n_argon`` Ar atoms (type 2)
+    in its interstitial region, within r_max of Cu: (cu, mixed, types)."""
+    cu = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(3)
+    cu.rattle(0.05, seed=rattle_seed)
+    mixed = cu.copy()
+    rng = np.random.default_rng(argon_seed)
+    for k in range(n_argon):
+        mixed += Atoms("Ar", positions=[cu.positions[stride * k] + rng.normal(scale=0.2, size=3) + 1.3])
+    return cu, mixed, [1] * len(cu) + [2] * n_argon
+
+
+def assert_model_on_cu_alone(got, cu, model):
+    """mlff's energy and forces are the model's on the Cu atoms alone; the Ar atoms get none."""
+    ref = cu.copy()
+    ref.calc = MLFFCalculator(model)
+    assert got["energy"] == pytest.approx(ref.get_potential_energy(), rel=RTOL)
+    np.testing.assert_allclose(got["forces"][: len(cu)], ref.get_forces(), rtol=0, atol=1e-10)
+    assert np.all(got["forces"][len(cu):] == 0.0) and np.all(got["energies"][len(cu):] == 0.0)
+
+
 @pytest.mark.parametrize("nprocs", [1, 2])
 def test_null_types_are_outside_the_models_graph(nprocs, cu_model, tmp_path):
     """Cu (type 1) with Ar (type 2) left to another style: mlff's energy and forces are the
     model's on the Cu atoms alone, and the Ar atoms get no mlff force (pair zero adds none)."""
-    cu = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(3)
-    cu.rattle(0.05, seed=6)
-    mixed = cu.copy()
-    rng = np.random.default_rng(1)
-    for k in range(12):  # Ar atoms in the crystal's interstitial region, within r_max of Cu
-        mixed += Atoms("Ar", positions=[cu.positions[3 * k] + rng.normal(scale=0.2, size=3) + 1.3])
-    types = [1] * len(cu) + [2] * 12
+    cu, mixed, types = cu_with_argon(rattle_seed=6, argon_seed=1, n_argon=12, stride=3)
     species = ["Cu", "Ar"]
     got = point(tmp_path, "null", mixed, species, "hybrid/overlay mlff zero 5.0",
                 f"pair_coeff * * mlff {cu_model} Cu NULL\npair_coeff * * zero", nprocs, types=types)
     assert "NULL    -> (not in the model's graph" in got["log"]
-    ref = cu.copy()
-    ref.calc = MLFFCalculator(cu_model)
-    assert got["energy"] == pytest.approx(ref.get_potential_energy(), rel=RTOL)
-    np.testing.assert_allclose(got["forces"][: len(cu)], ref.get_forces(), rtol=0, atol=1e-10)
-    assert np.all(got["forces"][len(cu):] == 0.0) and np.all(got["energies"][len(cu):] == 0.0)
+    assert_model_on_cu_alone(got, cu, cu_model)
     # hybrid/scaled: the same forces, scaled
     scaled = point(tmp_path, "scaled", mixed, species, "hybrid/scaled 0.5 mlff 1.0 zero 5.0",
                    f"pair_coeff * * mlff {cu_model} Cu NULL\npair_coeff * * zero", nprocs, types=types)
@@ -161,21 +172,11 @@ def test_null_types_in_every_parallel_mode(mode, nprocs, layers, expected, tmp_p
     halo and redundant (2 ranks, 2-layer SchNet), local (2 ranks, 1 layer)."""
     model = tmp_path / "cu.pt"
     export_model(random_schnet(["Cu"], seed=9, n_interactions=layers), model)
-    cu = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(3)
-    cu.rattle(0.05, seed=7)
-    mixed = cu.copy()
-    rng = np.random.default_rng(2)
-    for k in range(10):
-        mixed += Atoms("Ar", positions=[cu.positions[5 * k] + rng.normal(scale=0.2, size=3) + 1.3])
+    cu, mixed, types = cu_with_argon(rattle_seed=7, argon_seed=2, n_argon=10, stride=5)
     got = point(tmp_path, "null", mixed, ["Cu", "Ar"], f"hybrid/overlay mlff {mode} zero 5.0",
-                f"pair_coeff * * mlff {model} Cu NULL\npair_coeff * * zero", nprocs,
-                types=[1] * len(cu) + [2] * 10)
+                f"pair_coeff * * mlff {model} Cu NULL\npair_coeff * * zero", nprocs, types=types)
     assert f"MPI rank(s), {expected}" in got["log"]
-    ref = cu.copy()
-    ref.calc = MLFFCalculator(model)
-    assert got["energy"] == pytest.approx(ref.get_potential_energy(), rel=RTOL)
-    np.testing.assert_allclose(got["forces"][: len(cu)], ref.get_forces(), rtol=0, atol=1e-10)
-    assert np.all(got["forces"][len(cu):] == 0.0) and np.all(got["energies"][len(cu):] == 0.0)
+    assert_model_on_cu_alone(got, cu, model)
 
 
 def test_null_alone_is_refused(cu_model, tmp_path):
