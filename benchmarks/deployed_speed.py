@@ -1255,6 +1255,7 @@ def plot(results: list[dict], systems: list[str], out: Path, quick: bool) -> Non
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     big = systems[-1]
     tol = [r for r in _calc(results, system="toluene")]
@@ -1265,6 +1266,10 @@ def plot(results: list[dict], systems: list[str], out: Path, quick: bool) -> Non
     colors = ["tab:orange" if r.get("peer") else "tab:blue" for r in tol]
     ax.barh([r["label"] for r in tol], [r["ms"] for r in tol], color=colors)
     ax.set_xscale("log")
+    # a short log range: plain numbers at 1, 2, 5 x 10^k (matplotlib's labelled minor ticks overlap)
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.invert_yaxis()
     ax.set(xlabel="ms per force call (ASE calculator, 1 thread)", title="toluene" + (" — QUICK" if quick else ""))
     ax = axes[1]
