@@ -199,5 +199,10 @@ class AOTIModel:
         weight = torch.ones(species.shape[0], dtype=self.dtype)
         if n_local is not None:
             weight[n_local:] = 0.0
-        out = self.runner(species, edge_index, edge_vec.to(self.dtype), weight)
+        # The package holds its own backward pass, so autograd is not needed at run time; in
+        # inference mode the dispatcher also skips the Python autograd wrappers that
+        # mlff.ops.export registers for tracing (6 Python calls per nequip call, 0.13 of
+        # 0.66 ms on toluene).
+        with torch.inference_mode():
+            out = self.runner(species, edge_index, edge_vec.to(self.dtype), weight)
         return dict(zip(self.metadata["outputs"], out))
