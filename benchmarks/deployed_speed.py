@@ -172,7 +172,7 @@ def export_models(families: list[str], variants: list[str], out: Path, redo: boo
             fmt, dtype, tabulate, label = VARIANTS[variant]
             path = out / f"{family}_{variant}.{'pt2' if fmt == 'aoti' else 'pt'}"
             key = {"family": family, "params": params, "variant": variant, "species": SPECIES, "r_max": R_MAX,
-                   "mlff": mlff.__version__, "torch": torch.__version__}
+                   "mlff": mlff.__version__, "torch": torch.__version__, "aoti_threads": 1}
             key_file = path.with_suffix(path.suffix + ".json")
             if not redo and path.is_file() and key_file.is_file() and json.loads(key_file.read_text()) == key:
                 files[(family, variant)] = path

@@ -16,7 +16,7 @@ from lammps_helpers import NKTV2P, lammps_error, read_dump, run_lmp, write_data
 from mlff.calculator import MLFFCalculator
 from mlff.data.molecules import molecule
 from mlff.deploy import export_model, load_deployed
-from mlff.errors import ModelFileError
+from mlff.errors import ConfigError, ModelFileError
 from mlff.models import build_model
 
 SPECIES = ["H", "C", "Cu"]
@@ -116,6 +116,27 @@ def test_aoti_package_in_lammps_equals_python(nprocs, schnet_pair, tmp_path):
 def test_the_package_calls_mlffs_halo_exchange(schnet_pair):
     _, pt2 = schnet_pair
     assert package_calls(pt2) == KEPT["schnet"]
+
+
+def omp_regions(path) -> int:
+    """OpenMP parallel regions in a package's generated kernel code."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        return sum(z.read(name).decode().count("#pragma omp parallel") for name in z.namelist()
+                   if name.endswith(".cpp"))
+
+
+def test_packages_are_serial_unless_more_threads_are_asked(schnet_pair, tmp_path):
+    ts, pt2 = schnet_pair
+    assert omp_regions(pt2) == 0 and load_deployed(pt2)[1]["threads"] == 1
+    model = random_model("schnet")
+    export_model(model, tmp_path / "two.pt2", format="aoti", threads=2)
+    assert load_deployed(tmp_path / "two.pt2")[1]["threads"] == 2 and omp_regions(tmp_path / "two.pt2") > 0
+    assert_same(python_results(tmp_path / "two.pt2", cu_box()), python_results(ts, cu_box()), 1e-10, "threads=2")
+    with pytest.raises(ConfigError, match="threads must be an integer >= 1"):
+        export_model(model, tmp_path / "zero.pt2", format="aoti", threads=0)
+    assert not (tmp_path / "zero.pt2").exists()
 
 
 def package_calls(path) -> set[str]:

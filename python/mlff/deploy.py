@@ -135,7 +135,8 @@ def _write(scripted: torch.jit.ScriptModule, meta: dict[str, Any], path: str | P
 
 def export_model(model: EnergyModel, path: str | Path, dtype: torch.dtype = torch.float64,
                  tabulate: bool = False, table_tolerance: float = 1e-8,
-                 training_range: dict[str, Any] | None = None, format: str = "torchscript") -> dict[str, Any]:
+                 training_range: dict[str, Any] | None = None, format: str = "torchscript",
+                 threads: int = 1) -> dict[str, Any]:
     """Script ``model`` (a copy, cast to ``dtype``) and write it with metadata to ``path``.
 
     ``tabulate``: the copy's radial networks are replaced by tables first
@@ -148,6 +149,8 @@ def export_model(model: EnergyModel, path: str | Path, dtype: torch.dtype = torc
 
     ``format``: ``"torchscript"`` (``.pt``) or ``"aoti"`` (an AOTInductor ``.pt2`` package,
     :mod:`mlff.aoti`: compiled kernels, faster on small systems; takes a minute or two).
+    ``threads``: for ``"aoti"``, the OpenMP threads its kernels are generated for (1: serial
+    code, fastest per core; :func:`mlff.aoti.compile_package`).
 
     Returns the metadata dict. The file is written to a temporary name and renamed.
     Raises ``ConfigError`` if ``tabulate`` is asked of a model without radial networks,
@@ -160,7 +163,7 @@ def export_model(model: EnergyModel, path: str | Path, dtype: torch.dtype = torc
     if format == "aoti":
         from .aoti import compile_package
 
-        compile_package([model], "direct" if meta["direct_forces"] else "energy", meta, path, dtype)
+        compile_package([model], "direct" if meta["direct_forces"] else "energy", meta, path, dtype, threads)
         return meta
     wrapper = DeployedForceField if meta["direct_forces"] else DeployedPotential
     _write(torch.jit.script(wrapper(model.for_export())), meta, path)
@@ -169,7 +172,8 @@ def export_model(model: EnergyModel, path: str | Path, dtype: torch.dtype = torc
 
 def export_committee(models: list[EnergyModel], path: str | Path, dtype: torch.dtype = torch.float64,
                      tabulate: bool = False, table_tolerance: float = 1e-8,
-                     training_range: dict[str, Any] | None = None, format: str = "torchscript") -> dict[str, Any]:
+                     training_range: dict[str, Any] | None = None, format: str = "torchscript",
+                     threads: int = 1) -> dict[str, Any]:
     """Script a committee of ``models`` (:mod:`mlff.committee`) into one file at ``path``:
     metadata as :func:`export_model` from the first member, plus ``committee`` = the number
     of members; ``halo_widths`` lists every member's exchanges in call order. Raises
@@ -191,7 +195,8 @@ def export_committee(models: list[EnergyModel], path: str | Path, dtype: torch.d
     if format == "aoti":
         from .aoti import compile_package
 
-        compile_package(members, "direct_committee" if meta["direct_forces"] else "committee", meta, path, dtype)
+        compile_package(members, "direct_committee" if meta["direct_forces"] else "committee", meta, path, dtype,
+                        threads)
         return meta
     wrapper = DeployedForceCommittee if meta["direct_forces"] else DeployedCommittee
     _write(torch.jit.script(wrapper([m.for_export() for m in members])), meta, path)
@@ -301,6 +306,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="torchscript (.pt, default) or aoti: an AOTInductor package (.pt2) with the energy and its "
                              "gradient compiled into fused C++ kernels, much faster on small systems (compiling takes "
                              "a minute or two and a C++ compiler; the package runs only with this torch version)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="with --format aoti: the OpenMP threads the compiled kernels are generated for (default "
+                             "1: serial code, the fastest per core and right for one thread per MPI rank; more makes "
+                             "the package's kernels parallel, for one large system on several cores)")
     parser.add_argument("--table-tolerance", type=float, default=1e-8,
                         help="largest relative error of the tables in values and derivatives (default 1e-8)")
     args = parser.parse_args(argv)
@@ -315,11 +324,12 @@ def main(argv: list[str] | None = None) -> int:
         dtype = getattr(torch, args.dtype)
         if len(models) == 1:
             meta = export_model(models[0], output, dtype, args.tabulate, args.table_tolerance,
-                                training_range=records[0].get("training_range"), format=args.format)
+                                training_range=records[0].get("training_range"), format=args.format,
+                                threads=args.threads)
         else:
             meta = export_committee(models, output, dtype, args.tabulate, args.table_tolerance,
                                     training_range=merged_training_range([r.get("training_range") for r in records]),
-                                    format=args.format)
+                                    format=args.format, threads=args.threads)
     except MLFFError as exc:
         print(f"mlff-deploy: error: {exc}", file=sys.stderr)
         return 2
