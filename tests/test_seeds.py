@@ -101,6 +101,10 @@ def test_list_and_collect(tmp_path):
     assert "| 003_au6 |" in text and "reproduced" in text and "[report](seeds/003_au6/report.md)" in text
     assert "not run yet" in text
     assert (tmp_path / "docs" / "seeds" / "003_au6" / "p.png").is_file()
+    # on another machine (no run outputs) the committed copy in docs/seeds keeps its row
+    (tmp_path / "empty").mkdir()
+    again = runner.collect(tmp_path / "empty", docs=tmp_path / "docs").read_text()
+    assert again == text and (tmp_path / "docs" / "seeds" / "003_au6" / "report.md").read_text() == "# report\n"
 
 
 # ------------------------------------------------------------------------- protocols

@@ -76,28 +76,36 @@ def list_experiments() -> None:
             print(f"{'':22s} {'':>18s}  needs: {m.REQUIRES}")
 
 
+def _copy_run(run: Path, target: Path, res: dict) -> None:
+    """``report.md``, ``results.json`` and the plots of ``run`` into ``target`` (replaced)."""
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    for name in ["report.md", "results.json", *res.get("plots", [])]:
+        if (run / name).is_file():
+            shutil.copy(run / name, target / name)
+
+
 def collect(out_root: Path, docs: Path = DOCS) -> Path:
     """Write ``docs/seeds.md`` from the full runs' ``results.json`` under ``out_root`` and copy
-    each report with its plots to ``docs/seeds/EXPERIMENT/`` (the run outputs themselves are
-    git-ignored). Experiments without a full run are listed as not run yet."""
+    each report with its plots and ``results.json`` to ``docs/seeds/EXPERIMENT/`` (the run
+    outputs themselves are git-ignored). An experiment without a run under ``out_root`` keeps
+    the copy an earlier collect left in ``docs/seeds/`` (runs are spread over machines whose
+    outputs are gone); one with neither is listed as not run yet."""
     rows = []
     target_root = docs / "seeds"
     for exp in EXPERIMENTS:
         m = load(exp)
         command = f"`python benchmarks/seeds/run.py {exp}`"
-        res_path = out_root / exp / "results.json"
-        if not res_path.is_file():
+        res_path, target = out_root / exp / "results.json", target_root / exp
+        if res_path.is_file():
+            res = json.loads(res_path.read_text())
+            _copy_run(out_root / exp, target, res)
+        elif (target / "results.json").is_file():
+            res = json.loads((target / "results.json").read_text())
+        else:
             rows.append((exp, m.TITLE, m.FINDING, "not run yet", "", f"{command} (≈ {m.COST_MINUTES} CPU-min)", "—"))
             continue
-        res = json.loads(res_path.read_text())
-        target = target_root / exp
-        if target.exists():
-            shutil.rmtree(target)
-        target.mkdir(parents=True)
-        shutil.copy(out_root / exp / "report.md", target / "report.md")
-        for plot in res.get("plots", []):
-            if (out_root / exp / plot).is_file():
-                shutil.copy(out_root / exp / plot, target / plot)
         verdict = f"**{res['verdict']}**" + (" (quick run: not a result)" if res.get("quick") else "")
         rows.append((exp, m.TITLE, res.get("finding") or m.FINDING, verdict, res.get("reason", ""),
                      f"`{res['command']}` ({res['cpu_minutes']:.0f} CPU-min, {res['date']})",

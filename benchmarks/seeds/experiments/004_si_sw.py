@@ -38,8 +38,9 @@ def run(ctx):
         r.add("force RMSE, Si / Cu", "> 1 (slightly higher for Si)", fmt(res["test_errors"]["force_rmse_eV_A"] / cu_force),
               "ratio")
     else:
-        r.notes.append("The Cu/Si drift ratio needs a finished 004_cu_emt run in the same output folder "
-                       "(`python benchmarks/seeds/run.py 004_cu_emt` first); it was not found.")
+        r.notes.append("The Cu/Si drift ratio needs a finished 004_cu_emt run, in the same output folder or "
+                       "collected into docs/seeds (`python benchmarks/seeds/run.py 004_cu_emt` first); it was not "
+                       "found.")
     conserved = drift is not None and abs(drift) <= max(3 * abs(drift_ref or 0), 0.1)
     checks = {"the model's total energy drifts (> 3x the reference's and > 0.1 meV/atom/ps)": not conserved}
     if ratio is not None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from common import DataSpec, Report, TrainSpec, dataset, errors, export, fit, fmt, predict, pyplot, save
+from common import REPO, DataSpec, Report, TrainSpec, dataset, errors, export, fit, fmt, predict, pyplot, save
 
 PAPER = "A. G. Lefdalsnes, MSc thesis, University of Oslo (2019), seed 004, Chapter 11"
 #: Table 11.1: fitting; Table 11.2: testing.
@@ -288,8 +288,11 @@ def plots(ctx, system: System, res: dict):
 
 
 def cu_result(ctx) -> dict | None:
-    """The Cu drift of a finished 004_cu_emt run under the same output root (for the Si ratio)."""
+    """The Cu drift of a finished 004_cu_emt run under the same output root, or else of the
+    full run collected into ``docs/seeds`` (for the Si ratio)."""
     path = ctx.out.parent / "004_cu_emt" / "results.json"
+    if not path.is_file() and not ctx.quick:
+        path = REPO / "docs" / "seeds" / "004_cu_emt" / "results.json"
     if not path.is_file():
         return None
     data = json.loads(path.read_text())
