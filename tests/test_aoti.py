@@ -118,6 +118,21 @@ def test_the_package_calls_mlffs_halo_exchange(schnet_pair):
     assert package_calls(pt2) == KEPT["schnet"]
 
 
+def test_mlff_deploy_picks_the_format_by_the_output_suffix(tmp_path, capsys):
+    from mlff.deploy import main as deploy_main
+    from mlff.train.checkpoint import model_record, save_checkpoint
+
+    torch.manual_seed(0)
+    model = build_model("dtnn", SPECIES, 5.0, dtype=torch.float64, n_features=4, n_interactions=1)
+    save_checkpoint(tmp_path / "m.ckpt", model_record(model))
+    assert deploy_main([str(tmp_path / "m.ckpt"), "-o", str(tmp_path / "m.pt2")]) == 0
+    assert deploy_main([str(tmp_path / "m.ckpt"), "-o", str(tmp_path / "m.pt")]) == 0
+    assert load_deployed(tmp_path / "m.pt2")[1].get("package") == "aoti"
+    assert load_deployed(tmp_path / "m.pt")[1].get("package") != "aoti"
+    assert_same(python_results(tmp_path / "m.pt2", cu_box()), python_results(tmp_path / "m.pt", cu_box()), 1e-10,
+                "suffix")
+
+
 def omp_regions(path) -> int:
     """OpenMP parallel regions in a package's generated kernel code."""
     import zipfile

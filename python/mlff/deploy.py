@@ -302,8 +302,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="replace the radial networks (functions of the pair distance alone) by quintic Hermite "
                              "tables within --table-tolerance of them: SchNet force calls about 2x faster, "
                              "nequip about 1.4x (schnet, nequip, tfn_dfp, se3_transformer)")
-    parser.add_argument("--format", choices=["torchscript", "aoti"], default="torchscript",
-                        help="torchscript (.pt, default) or aoti: an AOTInductor package (.pt2) with the energy and its "
+    parser.add_argument("--format", choices=["torchscript", "aoti"], default=None,
+                        help="torchscript (.pt; the default, unless the output ends in .pt2) or aoti (the default for "
+                             "an output ending in .pt2): an AOTInductor package with the energy and its "
                              "gradient compiled into fused C++ kernels, much faster on small systems (compiling takes "
                              "a minute or two and a C++ compiler; the package runs only with this torch version)")
     parser.add_argument("--threads", type=int, default=1,
@@ -315,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         sources, output = checkpoint_files([Path(c) for c in args.checkpoint]), Path(args.output)
+        if args.format is None:
+            args.format = "aoti" if output.suffix == ".pt2" else "torchscript"
         for source in sources:
             if output.exists() and source.exists() and os.path.samefile(source, output):
                 raise ConfigError(f"output {output} is the checkpoint itself ({source}): writing it would destroy the "
