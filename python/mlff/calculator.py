@@ -100,12 +100,14 @@ def predict(module: torch.jit.ScriptModule, meta: dict[str, Any], atoms: Atoms,
         return {"forces": forces, **committee}
     atomic_energy = out["atomic_energy"].detach().double()
     grad = out["edge_grad"].detach().double()
-    _require_finite(atomic_energy.numpy(), "atomic energies")
-    _require_finite(grad.numpy(), "energy gradients (forces)")
+    energy = float(atomic_energy.sum())
+    if not np.isfinite(energy + float(grad.sum())):  # any NaN or inf reaches the sums (fp64: no overflow)
+        _require_finite(atomic_energy.numpy(), "atomic energies")
+        _require_finite(grad.numpy(), "energy gradients (forces)")
     forces = torch.zeros(len(atoms), 3, dtype=torch.float64).index_add_(0, edge_index[0], grad)
     forces = forces.index_add_(0, edge_index[1], -grad).numpy()
     virial = -g.edge_vec.T @ grad.numpy()
-    result = {"energy": float(atomic_energy.sum()), "forces": forces, "energies": atomic_energy.numpy(),
+    result = {"energy": energy, "forces": forces, "energies": atomic_energy.numpy(),
               "virial": 0.5 * (virial + virial.T), **committee}
     if np.all(atoms.pbc):
         result["stress"] = -result["virial"] / atoms.get_volume()
