@@ -64,6 +64,8 @@ class Context:
     progress: bool = True
     log_file: Path | None = None
     t0: float = field(default_factory=time.perf_counter)
+    #: CPU seconds of the fits this run took from the training cache (spent by an earlier run)
+    cached_cpu_s: float = 0.0
 
     @property
     def runs(self) -> Path:
@@ -291,6 +293,7 @@ def fit(ctx: Context, name: str, spec: TrainSpec, train: Sequence, valid: Sequen
             model = model_from_record(record)
             r = record["result"]
             ctx.log(f"[cached] {name}: {r['epochs']} epochs, {r['cpu_s'] / 60:.1f} CPU-min")
+            ctx.cached_cpu_s += r["cpu_s"]
             return FitResult(model, record["history"], r["epochs"], r["cpu_s"], r["wall_s"], r["stop_reason"],
                              r["n_parameters"], run_dir, record.get("training_range", {}))
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -601,7 +604,8 @@ class Report:
         lines += [self.verdict_line(), "",
                   f"Paper: {self.paper}  ",
                   f"Command: `{command}`  ",
-                  f"Run: {time.strftime('%Y-%m-%d %H:%M')}, {cpu_s / 60:.1f} CPU-min, {wall_s / 60:.1f} min wall, "
+                  f"Run: {time.strftime('%Y-%m-%d %H:%M')}, {(cpu_s + ctx.cached_cpu_s) / 60:.1f} CPU-min"
+                  f"{cached_note(ctx.cached_cpu_s, cpu_s)}, {wall_s / 60:.1f} min wall, "
                   f"mlff commit {git_commit()}  ",
                   f"Machine: {machine()}", "",
                   "## What the paper did", "", self.paper_did, "",
@@ -627,12 +631,20 @@ class Report:
         summary = {"experiment": self.experiment, "title": self.title, "paper": self.paper, "quick": ctx.quick,
                    "verdict": self.verdict, "reason": self.reason, "finding": self.finding,
                    "verdict_line": self.verdict_line(), "command": command,
-                   "cpu_minutes": cpu_s / 60, "wall_minutes": wall_s / 60, "machine": machine(),
+                   "cpu_minutes": (cpu_s + ctx.cached_cpu_s) / 60, "cpu_minutes_cached": ctx.cached_cpu_s / 60,
+                   "wall_minutes": wall_s / 60, "machine": machine(),
                    "commit": git_commit(), "date": time.strftime("%Y-%m-%d %H:%M"),
                    "rows": [dataclasses.asdict(r) for r in self.rows], "plots": [p for p, _ in self.plots],
                    "results": self.results}
         (ctx.out / "results.json").write_text(json.dumps(_jsonable(summary), indent=2))
         return path
+
+
+def cached_note(cached_s: float, cpu_s: float) -> str:
+    """`` (N of them in fits from the training cache, M in this run)`` when fits were reused."""
+    if cached_s <= 0:
+        return ""
+    return f" ({cached_s / 60:.1f} of them in fits taken from the training cache, {cpu_s / 60:.1f} in this run)"
 
 
 def table_row(cells: Sequence[Any]) -> str:

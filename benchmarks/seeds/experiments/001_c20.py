@@ -100,8 +100,9 @@ def run(ctx) -> Report:
         res = fit(ctx, f"c20-rho{rho:g}", spec, train, valid)
         model = res.model
         if rho == 0.0:   # force-only: the integration constant (energy offset) is fitted afterwards (§5.3)
-            offset = float(np.mean([a.info["energy"] for a in train]) - predict(model, train).energy.mean())
-            model.energy_scale.shift += offset
+            # the model's shift is per atom: the mean per-atom residual, not the per-structure one
+            residual = [(a.info["energy"] - e) / len(a) for a, e in zip(train, predict(model, train).energy)]
+            model.energy_scale.shift += float(np.mean(residual))
         sweep[rho] = {**res.summary(), "test": errors(predict(model, test), test), "model": model,
                       "training_range": res.training_range}
         t = sweep[rho]["test"]
@@ -248,7 +249,9 @@ def plots(ctx, sweep, modes):
             label="mlff force MAE (meV/Å, xTB)")
     a1.set_xticks(xs, [f"ρ = {r:g}" for r in rhos])
     a1.set(ylabel="test MAE (meV, meV/Å)", yscale="log", title="Table 5.6: the energy-force trade-off")
-    a1.legend(fontsize=7)
+    top = max(line.get_ydata().max() for line in a1.get_lines())
+    a1.set_ylim(top=60 * top)  # room above the data for the legend
+    a1.legend(fontsize=7, loc="upper center", ncol=2)
     a1.grid(alpha=0.3, which="both")
     nu_x, nu_m = np.array(modes["xtb_cm1"]), np.array(modes["model_cm1"])
     a2.plot(nu_x, 100 * (nu_m - nu_x) / nu_x, "o", ms=4)
