@@ -118,7 +118,7 @@ def test_the_package_calls_mlffs_halo_exchange(schnet_pair):
     assert package_calls(pt2) == KEPT["schnet"]
 
 
-def test_mlff_deploy_picks_the_format_by_the_output_suffix(tmp_path, capsys):
+def test_mlff_deploy_picks_the_format_by_the_output_suffix(tmp_path):
     from mlff.deploy import main as deploy_main
     from mlff.train.checkpoint import model_record, save_checkpoint
 

@@ -9,7 +9,6 @@ are handled for any cell size, including cells smaller than ``2 r_max``.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -19,21 +18,6 @@ from ase import Atoms
 from vesin import NeighborList
 
 from .errors import DataError
-
-
-_LISTS = threading.local()
-
-
-def _neighbor_list(r_max: float) -> NeighborList:
-    """A vesin ``NeighborList`` for ``r_max``, kept per thread: making one per call cost a
-    sixth of the neighbour-list time of a small molecule (its C state is allocated anew),
-    and one must not be shared between threads (``compute`` releases the GIL)."""
-    lists = getattr(_LISTS, "by_cutoff", None)
-    if lists is None:
-        lists = _LISTS.by_cutoff = {}
-    if r_max not in lists:
-        lists[r_max] = NeighborList(cutoff=r_max, full_list=True)
-    return lists[r_max]
 
 
 def neighbor_graph(atoms: Atoms, r_max: float) -> tuple[np.ndarray, np.ndarray]:
@@ -71,7 +55,8 @@ def neighbor_shifts(atoms: Atoms, r_max: float) -> tuple[np.ndarray, np.ndarray,
     else:
         cell = np.zeros((3, 3))
         periodic = False
-    i, j, S = _neighbor_list(float(r_max)).compute(points=positions, box=cell, periodic=periodic, quantities="ijS")
+    nl = NeighborList(cutoff=float(r_max), full_list=True)
+    i, j, S = nl.compute(points=positions, box=cell, periodic=periodic, quantities="ijS")
     edge_index = np.stack([i, j]).astype(np.int64)
     shifts = S.astype(np.int64) if periodic else np.zeros((len(i), 3), dtype=np.int64)
     return edge_index, shifts, cell
