@@ -150,8 +150,10 @@ def report(ctx, results, ablation) -> Report:
     if not f_ratios:
         r.verdict = "not comparable"
         r.reason = (f"no energy-only model learned more than the mean energy in its {ctx.pick(3, 0.02)} CPU-min "
-                    "(the thesis trained to convergence on a GPU), so the force-training ratios would compare "
-                    "against an untrained model")
+                    "(the thesis trained to convergence on a GPU); likely because near equilibrium the energy is "
+                    "quadratic in the displacements while freshly initialised features respond linearly, so the "
+                    "energy-only gradient starts near zero, where force labels give a first-order signal. The "
+                    "force-training ratios would compare against an untrained model")
     elif not main:
         r.reason = (f"the force MAE falls only {min(f_ratios):.1f}-{max(f_ratios):.1f}× with force training "
                     "(budget-limited training on one core)")
