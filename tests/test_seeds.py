@@ -23,7 +23,7 @@ sys.path.insert(0, str(SEEDS))
 import common  # noqa: E402
 from experiments import EXPERIMENTS, load  # noqa: E402
 
-VERDICT = re.compile(r"^\*\*Verdict:\*\* (reproduced|not reproduced \(.+\)|not comparable \(.+\))( — .+)?$", re.M)
+VERDICT = re.compile(r"^\*\*Verdict:\*\* (reproduced|(?:not reproduced|partly reproduced|not comparable) \(.+\))( — .+)?$", re.M)
 
 
 @pytest.fixture(scope="module")

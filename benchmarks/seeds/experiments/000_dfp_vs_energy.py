@@ -209,18 +209,34 @@ def report(ctx, acc, md) -> Report:
     watched = [m for m in ("toluene", "benzene") if m in hot]
     diverged = [m for m in watched if hot[m] is not None and hot[m] <= DIVERGES_WITHIN]
     control_ok = all(md[m]["nequip (−∇E) 300K"]["first_step_bond_over_1.5x"] is None for m in mols)
+    direct_runs = [v for m in mols for v in md[m].values() if v["label"].startswith("tfn")]
+    broken = [v for v in direct_runs if v["first_step_bond_over_1.5x"] is not None]
     checks = {"the direct model is at least as accurate as SchNet (most molecules)": direct_wins > len(mols) / 2,
               "at 300 K the direct model breaks a bond within 1,000 NVE steps (toluene and benzene)":
                   len(diverged) == len(watched),
+              "the direct model's NVE is unstable: a bond breaks in most of its runs (every molecule and T)":
+                  len(broken) > len(direct_runs) / 2,
               "the energy model (nequip) keeps every bond at 300 K (control)": control_ok}
     r.record_checks(checks, FINDING)
     main = checks["at 300 K the direct model breaks a bond within 1,000 NVE steps (toluene and benzene)"]
-    r.verdict = "reproduced" if main else "not reproduced"
-    if not main:
-        first = {m: hot[m] for m in watched}
-        r.reason = (f"the direct model's first bond stretch past 1.5× at 300 K: {first} (None: none in "
-                    f"{ctx.pick(int(NVE_PS * 2000), 100)} steps); a TFN with a smooth cutoff and E(3) equivariance, "
-                    "trained on 500 K data, keeps the molecules together for this long without a thermostat")
+    unstable = checks["the direct model's NVE is unstable: a bond breaks in most of its runs (every molecule and T)"]
+    accurate = checks["the direct model is at least as accurate as SchNet (most molecules)"]
+    steps = ctx.pick(int(NVE_PS * 2000), 100)
+    first = ", ".join(f"{m} {'none in ' + str(steps) if hot[m] is None else hot[m]}" for m in watched)
+    if main and accurate:
+        r.verdict = "reproduced"
+    elif (main or unstable) and control_ok:
+        r.verdict = "partly reproduced"
+        r.reason = (f"the direct model's NVE is unstable as the thesis found (a bond breaks in {len(broken)} of "
+                    f"{len(direct_runs)} runs; first step past 1.5× at 300 K: {first}), while the energy model "
+                    "keeps every bond"
+                    + ("" if accurate else "; but here the direct TFN is less accurate than SchNet, not more "
+                       "(budget-limited training on one core)"))
+    else:
+        r.verdict = "not reproduced"
+        r.reason = (f"the direct model breaks a bond in only {len(broken)} of {len(direct_runs)} runs (first step "
+                    f"past 1.5× at 300 K: {first}); a TFN with a smooth cutoff and E(3) equivariance, trained on "
+                    "500 K data, keeps the molecules together for this long without a thermostat")
     r.plots += plots(ctx, acc, md)
     return r
 
