@@ -517,6 +517,12 @@ def export(model, path: Path, training_range: dict | None = None, dtype: str = "
 # report
 
 
+def ratio_span(ratios: Sequence[float]) -> str:
+    """A range of ratios for a verdict line: ``a-b×``, or ``a×`` when both ends print alike."""
+    lo, hi = f"{min(ratios):.1f}", f"{max(ratios):.1f}"
+    return f"{lo}×" if lo == hi else f"{lo}-{hi}×"
+
+
 def fmt(x: Any, digits: int = 3) -> str:
     """A number for a table: ``digits`` significant digits, ``—`` for None/NaN."""
     if x is None:

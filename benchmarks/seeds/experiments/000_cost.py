@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from ase.calculators.calculator import all_changes
 
-from common import (Report, TrainSpec, export, fit, fmt, machine, md17_sets, md17_specs, pyplot, save,
+from common import (Report, TrainSpec, export, fit, fmt, machine, md17_sets, md17_specs, pyplot, ratio_span, save,
                     schutt_energy_weight)
 
 TITLE = "Cost of direct forces vs −∇E: time per force call and training time to equal accuracy (seed 000 §3.3)"
@@ -187,9 +187,9 @@ def report(ctx, timing, training, calls) -> Report:
         same = [timing[ne_lab][m] / timing[nd_lab][m] for m in TIMING_MOLECULES]
         na, nb = training[nd_lab]["minutes_to_threshold"], training[ne_lab]["minutes_to_threshold"]
         r.reason = (f"direct forces are faster per call and train to the common accuracy {tb / ta:.0f}× sooner in "
-                    f"the thesis set-up, but the per-call speed-up is {_span(speedups)} "
+                    f"the thesis set-up, but the per-call speed-up is {ratio_span(speedups)} "
                     f"(the thesis: 7-13×); with one architecture (nequip) the direct head is "
-                    f"{_span(same)} faster per call and trains "
+                    f"{ratio_span(same)} faster per call and trains "
                     + (f"{nb / na:.1f}× sooner" if na and nb else "to the common accuracy no sooner")
                     + ", so model size, not the backward pass, makes most of the training speed-up")
     r.notes.append(f"Mean per-call speed-up of the direct TFN over the thesis-size SchNet here: {mean_speedup:.1f}×. "
@@ -197,12 +197,6 @@ def report(ctx, timing, training, calls) -> Report:
                    "settings, so the ratios mix those effects with the backward pass; the nequip pair does not.")
     r.plots += plots(ctx, timing, training)
     return r
-
-
-def _span(ratios: list[float]) -> str:
-    """``a-b×``, or ``a×`` when both ends print alike."""
-    lo, hi = f"{min(ratios):.1f}", f"{max(ratios):.1f}"
-    return f"{lo}×" if lo == hi else f"{lo}-{hi}×"
 
 
 def plots(ctx, timing, training):
