@@ -53,51 +53,89 @@ def accuracy_settings(model: str, row: str) -> dict:
     return module.model_settings(model, row)
 
 
+def train_command(model: str, row: str, train_file: Path, out: Path, cpu_minutes: float, n_valid: int,
+                  epochs: int | None = None) -> tuple[Path, list[str]]:
+    """The ``mlff train`` command of ``model`` (1 thread, ``cpu_minutes`` of CPU time; resumes
+    an interrupted run) and its run folder, ``OUT/train/MODEL``."""
+    d = out / "train" / model
+    d.mkdir(parents=True, exist_ok=True)
+    if (d / "last.ckpt").is_file():
+        return d, [str(c) for c in [BIN / "mlff", "train", "--resume", "--train", train_file, "--n-valid", n_valid,
+                                    "--out", d, "--no-progress"]]
+    cfg = accuracy_settings(model, row)
+    if epochs is not None:
+        cfg["epochs"] = epochs
+    (d / "config.yaml").write_text(yaml.safe_dump(cfg))
+    return d, [str(c) for c in [BIN / "mlff", "train", "--config", d / "config.yaml", "--train", train_file,
+                                "--n-valid", n_valid, "--max-cpu-minutes", cpu_minutes, "--threads", 1, "--out", d,
+                                "--no-progress"]]
+
+
+def train_one(model: str, row: str, train_file: Path, out: Path, cpu_minutes: float, n_valid: int,
+              epochs: int | None = None) -> Path:
+    """Train ``model`` with ``mlff train`` (skipped if OUT/train/MODEL/model.pt exists) and deploy
+    its best checkpoint in float64. Returns model.pt."""
+    d = out / "train" / model
+    if (d / "model.pt").is_file():
+        log(f"{model}: trained model found ({d / 'model.pt'})")
+        return d / "model.pt"
+    d, cmd = train_command(model, row, train_file, out, cpu_minutes, n_valid, epochs)
+    log(f"{model}: training, {cpu_minutes:g} CPU-min budget (log: {d / 'train.log'})")
+    try:
+        sh(cmd, d / "train.log")
+    except subprocess.CalledProcessError as exc:
+        raise SystemExit(f"{model}: mlff train failed (exit {exc.returncode}); see {d / 'train.log'}") from None
+    sh([BIN / "mlff-deploy", d / "best.ckpt", "-o", d / "model.pt", "--dtype", "float64"])
+    log(f"{model}: trained and deployed -> {d / 'model.pt'}")
+    return d / "model.pt"
+
+
 def train_models(models: list[str], row: str, train_file: Path, out: Path, cpu_minutes: float, n_valid: int,
                  jobs: int = 1, epochs: int | None = None) -> dict[str, Path]:
-    """Train every model with ``mlff train`` (1 thread, ``cpu_minutes`` of CPU time each,
-    ``jobs`` at once), deploy its best checkpoint in float64. Returns model -> model.pt."""
-    pending, running, deployed = [], [], {}
-    for model in models:
-        d = out / "train" / model
-        if (d / "model.pt").is_file():
-            log(f"{model}: trained model found ({d / 'model.pt'})")
-            deployed[model] = d / "model.pt"
-            continue
-        d.mkdir(parents=True, exist_ok=True)
-        cfg = accuracy_settings(model, row)
-        if epochs is not None:
-            cfg["epochs"] = epochs
-        (d / "config.yaml").write_text(yaml.safe_dump(cfg))
-        cmd = [BIN / "mlff", "train", "--config", d / "config.yaml", "--train", train_file, "--n-valid", n_valid,
-               "--max-cpu-minutes", cpu_minutes, "--threads", 1, "--out", d, "--no-progress"]
-        if (d / "last.ckpt").is_file():
-            cmd = [BIN / "mlff", "train", "--resume", "--train", train_file, "--n-valid", n_valid, "--out", d,
-                   "--no-progress"]
-        pending.append((model, d, [str(c) for c in cmd]))
-    while pending or running:
-        while pending and len(running) < max(1, jobs):
-            model, d, cmd = pending.pop(0)
-            log(f"{model}: training, {cpu_minutes:g} CPU-min budget (log: {d / 'train.log'})")
-            print("$ " + shlex.join(cmd), flush=True)
-            running.append((model, d, subprocess.Popen(cmd, stdout=open(d / "train.log", "w"),
-                                                       stderr=subprocess.STDOUT)))
-        time.sleep(2)
-        for item in list(running):
-            model, d, proc = item
-            if proc.poll() is None:
-                continue
-            running.remove(item)
-            if proc.returncode != 0:
-                raise SystemExit(f"{model}: mlff train failed (exit {proc.returncode}); see {d / 'train.log'}")
-            sh([BIN / "mlff-deploy", d / "best.ckpt", "-o", d / "model.pt", "--dtype", "float64"])
-            log(f"{model}: trained and deployed -> {d / 'model.pt'}")
-            deployed[model] = d / "model.pt"
-    return {m: deployed[m] for m in models}
+    """Train and deploy every model (``train_one``), ``jobs`` at once. Returns model -> model.pt."""
+    tasks = {m: ((), lambda m=m: train_one(m, row, train_file, out, cpu_minutes, n_valid, epochs)) for m in models}
+    return run_graph(tasks, jobs)
 
 
-def md(protocol: str, structure: Path, potential: list, out: Path, redo: bool = False, **params) -> Path:
-    """``mlff md PROTOCOL`` into ``out`` (skipped if ``out/summary.json`` lists every seed)."""
+def run_graph(tasks: dict, jobs: int, done: dict | None = None) -> dict:
+    """Run callables with dependencies, ``jobs`` at once, in the order of ``tasks`` among those
+    whose dependencies are done. ``tasks``: name -> (names it waits for, callable taking no
+    arguments). Results go into ``done`` (name -> result) as tasks finish, so a task can read
+    its dependencies' results there; returns it. The first failure stops the scheduling and is
+    raised once the running tasks end."""
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    done = {} if done is None else done
+    running, failure = {}, None
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        while True:
+            if failure is None:
+                for name, (deps, fn) in tasks.items():
+                    if len(running) >= max(1, jobs):
+                        break
+                    if name not in done and name not in running.values() and all(d in done for d in deps):
+                        running[pool.submit(fn)] = name
+            if not running:
+                break
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                name = running.pop(future)
+                if future.exception() is not None:
+                    failure = failure or future.exception()
+                else:
+                    done[name] = future.result()
+    if failure is not None:
+        raise failure
+    missing = [n for n in tasks if n not in done]
+    if missing:
+        raise RuntimeError(f"tasks never ran (a dependency is missing): {missing}")
+    return done
+
+
+def md(protocol: str, structure: Path, potential: list, out: Path, redo: bool = False, log_file: Path | None = None,
+       **params) -> Path:
+    """``mlff md PROTOCOL`` into ``out`` (skipped if ``out/summary.json`` lists every seed); its
+    output goes to the terminal or to ``log_file``."""
     summary = out / "summary.json"
     seeds = int(params.get("seeds") or 1)
     if summary.is_file() and not redo and len(json.loads(summary.read_text())["runs"]) >= seeds:
@@ -110,8 +148,9 @@ def md(protocol: str, structure: Path, potential: list, out: Path, redo: bool = 
             cmd += [f"--{key.replace('_', '-')}", value]
     for key, value in sets.items():
         cmd += ["--set", f"{key}={value}"]
-    log(f"{out.name}: mlff md {protocol}")
-    sh(cmd)
+    log(f"{out.name}: mlff md {protocol}" + (f" (log: {log_file})" if log_file else ""))
+    sh(cmd, log_file)
+    log(f"{out.name}: done")
     return out
 
 

@@ -36,6 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 from common import BIN, DATA, log, sh  # noqa: E402
 
+# rough cost of a simulated ps, relative to schnet in LAMMPS (orders the task graph only)
+COST = {"nequip": 4.0, "se3_transformer": 10.0, "mbe": 1.5, "xtb": 1.5}
+
 
 def starting_geometry(out: Path) -> Path:
     path = out / "toluene_xtb.xyz"
@@ -61,7 +64,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=common.BENCH / "out" / "md_quality" / "toluene")
     p.add_argument("--models", default="schnet,nequip,tfn_dfp")
     p.add_argument("--cpu-minutes", type=float, default=25.0, help="training budget per model (CPU time, 1 thread)")
-    p.add_argument("--jobs", type=int, default=1, help="trainings at once")
+    p.add_argument("--jobs", type=int, default=1, help="trainings and MD runs at once (one thread each)")
     p.add_argument("--nve-ps", type=float, default=20.0, help="NVE length at 300 K (models and xTB)")
     p.add_argument("--stability-ps", type=float, default=50.0, help="length of each 500 K stability run")
     p.add_argument("--seeds", type=int, default=5, help="stability seeds per model")
@@ -90,27 +93,43 @@ def main() -> None:
         train_file, n_valid = DATA / "toluene_train.extxyz", 100
         if not train_file.is_file():
             raise SystemExit(f"missing {train_file}: run bash benchmarks/make_toluene_data.sh (about 15 min)")
-    # 2. train + deploy
-    deployed = common.train_models(models, "toluene", train_file, args.out, args.cpu_minutes, n_valid, args.jobs,
-                                   epochs=2 if args.quick else None)
-    # 3. geometry
+    # 2. train + deploy, 3. geometry, 4. references (ASE + xTB), 5. models in LAMMPS: one task
+    # graph, --jobs tasks at once, so a model's MD starts as soon as it is deployed and the xTB
+    # runs fill the gaps; the longest runs (nequip) come first
+    row, epochs = "toluene", (2 if args.quick else None)
     start = starting_geometry(args.out)
-    # 4. references (ASE + xTB)
     runs = args.out / "runs"
     every = args.dump_every
-    ref_nve = common.md("nve-drift", start, ["--calculator", "xtb"], runs / "xtb_nve300", temperature=300,
-                        length=args.nve_ps, dump_every=every, set={"n_hot": 100, "max_cool": 400} if args.quick else {})
-    ref_stab = common.md("stability", start, ["--calculator", "xtb"], runs / "xtb_stability500", temperature=500,
-                         length=args.reference_ps or args.stability_ps, seeds=1, dump_every=every)
-    # 5. models in LAMMPS
+    quick_set = {"n_hot": 100, "max_cool": 400} if args.quick else {}
+    xtb = ["--calculator", "xtb"]
+    ref_nve, ref_stab = runs / "xtb_nve300", runs / "xtb_stability500"
+    tasks = {f"train {m}": ((), lambda m=m: common.train_one(m, row, train_file, args.out, args.cpu_minutes, n_valid,
+                                                               epochs))
+             for m in sorted(models, key=lambda m: -COST.get(m, 1.0))}
+    md_tasks = {
+        "xtb stability": ((), lambda: common.md("stability", start, xtb, ref_stab, temperature=500,
+                                                length=args.reference_ps or args.stability_ps, seeds=1,
+                                                dump_every=every, log_file=runs / "xtb_stability500.log")),
+        "xtb nve": ((), lambda: common.md("nve-drift", start, xtb, ref_nve, temperature=300, length=args.nve_ps,
+                                          dump_every=every, set=quick_set, log_file=runs / "xtb_nve300.log")),
+    }
     analysed = []
-    for model in models:
-        pot = ["--model", deployed[model]]
-        nve = common.md("nve-drift", start, pot, runs / f"{model}_nve300", temperature=300, length=args.nve_ps,
-                        dump_every=every, np=args.np, set={"n_hot": 100, "max_cool": 400} if args.quick else {})
-        stab = common.md("stability", start, pot, runs / f"{model}_stability500", temperature=500,
-                         length=args.stability_ps, seeds=args.seeds, dump_every=every, np=args.np)
-        analysed += [(model, "nve 300 K", nve, ref_nve), (model, "stability 500 K", stab, ref_stab)]
+    for m in models:
+        stab, nve = runs / f"{m}_stability500", runs / f"{m}_nve300"
+        md_tasks[f"{m} stability"] = ((f"train {m}",), lambda m=m, stab=stab: common.md(
+            "stability", start, ["--model", done[f"train {m}"]], stab, temperature=500, length=args.stability_ps,
+            seeds=args.seeds, dump_every=every, np=args.np, log_file=stab.with_suffix(".log")))
+        md_tasks[f"{m} nve"] = ((f"train {m}",), lambda m=m, nve=nve: common.md(
+            "nve-drift", start, ["--model", done[f"train {m}"]], nve, temperature=300, length=args.nve_ps,
+            dump_every=every, np=args.np, set=dict(quick_set), log_file=nve.with_suffix(".log")))
+        analysed += [(m, "nve 300 K", nve, ref_nve), (m, "stability 500 K", stab, ref_stab)]
+    # longest first: estimated cost = model cost x simulated ps
+    length = {"stability": args.stability_ps * args.seeds, "nve": args.nve_ps + 1.0}
+    ordered = sorted(md_tasks, key=lambda name: -COST.get(name.split()[0], 1.0) * length[name.split()[1]])
+    runs.mkdir(parents=True, exist_ok=True)
+    done: dict = {}
+    tasks |= {name: md_tasks[name] for name in ordered}
+    common.run_graph(tasks, args.jobs, done)  # train tasks put model.pt in ``done``, where md tasks read it
     # 6. analysis and report
     rows, labels = [], []
     for model, what, run, ref in analysed:
