@@ -151,3 +151,54 @@ def test_cpu_budget_ends_a_long_epoch_early(toluene_emt_file, tmp_path):
     rows = list(csv.DictReader(open(run / "metrics.csv")))
     assert len(rows) == 1 and float(rows[0]["cpu_s"]) < 0.5 * epoch_cpu_s
     assert (run / "best.ckpt").is_file()
+
+
+def test_composition_baseline_is_the_spread_that_composition_leaves(toluene_emt_file):
+    """The baseline predicts the fitted mean energy of the one composition and zero forces:
+    its RMSEs are the RMS deviation of the validation energies per atom from the training
+    mean, and the RMS force component."""
+    import numpy as np
+
+    from mlff.data.io import read_dataset
+    from mlff.graph import atoms_to_graph
+    from mlff.models import build_model
+    from mlff.train.baseline import composition_baseline
+    from mlff.train.statistics import fit_energy_scale
+    from mlff.train.trainer import GraphSet
+
+    frames = read_dataset(toluene_emt_file)
+    model = build_model("schnet", ["C", "H"], 5.0, dtype=torch.float64, n_features=8, n_interactions=1)
+    graphs = [atoms_to_graph(a, model.species, 5.0) for a in frames]
+    fit_energy_scale(model, graphs[:30])
+    base = composition_baseline(model, GraphSet(graphs[30:]), batch_size=3)
+    energies = np.array([a.info["energy"] for a in frames])
+    n = len(frames[0])
+    expected_e = 1e3 * np.sqrt(np.mean(((energies[30:] - energies[:30].mean()) / n) ** 2))
+    expected_f = 1e3 * np.sqrt(np.mean(np.concatenate([a.arrays["forces"] for a in frames[30:]]) ** 2))
+    assert base["energy_rmse"] == pytest.approx(expected_e, rel=1e-8)
+    assert base["force_rmse"] == pytest.approx(expected_f, rel=1e-8)
+
+
+def test_unlearned_warnings_fire_only_above_the_fraction():
+    from mlff.train.baseline import LEARNED_FRACTION, unlearned_warnings
+
+    base = {"energy_rmse": 10.0, "force_rmse": 100.0}
+    learned = {"valid_energy_rmse": 0.5 * LEARNED_FRACTION * 10.0, "valid_force_rmse": 20.0}
+    assert unlearned_warnings(learned, base, predicts_energy=True) == []
+    stuck = {"valid_energy_rmse": 9.9, "valid_force_rmse": 20.0}
+    (message,) = unlearned_warnings(stuck, base, predicts_energy=True)
+    assert "energy RMSE" in message and "99 %" in message and "learned little" in message
+    # a direct-force model has no energy error to judge
+    assert unlearned_warnings({"valid_energy_rmse": float("nan"), "valid_force_rmse": 95.0}, base, False)[0] \
+        .startswith("the best model's validation force RMSE")
+
+
+def test_train_warns_when_the_model_learned_nothing(toluene_emt_file, tmp_path, capsys):
+    """A learning rate too small to move the weights leaves the model at the fitted mean:
+    mlff train says so, and summary.json records the baseline it compared with."""
+    run = tmp_path / "run"
+    with pytest.warns(UserWarning, match="learned little"):
+        assert mlff(train_args(toluene_emt_file, run, "--epochs", "1", "--lr", "1e-12")) == 0
+    assert "warning: the best model's validation energy RMSE" in capsys.readouterr().out
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["baseline_valid_energy_rmse"] > 0 and summary["baseline_valid_force_rmse"] > 0

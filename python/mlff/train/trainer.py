@@ -7,7 +7,9 @@ Outputs in the run directory:
 * ``last.ckpt`` — everything needed by ``--resume`` (written after every epoch);
 * ``metrics.csv`` — one row per epoch; ``learning_curve.png``; ``config.yaml``;
 * ``summary.json`` — written when training ends: best validation force MAE, epochs,
-  time, why it stopped (a committee run resumes only the members without it).
+  time, why it stopped (a committee run resumes only the members without it), and the
+  validation errors of the composition baseline (:mod:`mlff.train.baseline`; a warning
+  when the best model is not clearly better).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from ..data.check import CheckSettings, check_frames, summary_line, write_report
 from ..errors import ConfigError, DataError, DataWarning, TrainingDivergedError
 from ..graph import Graph, atoms_to_graph, collate
 from ..models import EnergyModel, build_model
+from .baseline import composition_baseline, unlearned_warnings
 from .checkpoint import load_checkpoint, model_record, save_checkpoint
 from .config import TrainConfig
 from .defaults import model_params as model_param_defaults
@@ -502,11 +505,25 @@ class Trainer:
             if dist.is_main:
                 self._plot(history)
                 self._record_energy_range(self._range_graphs(train))
+                summary.update(self._check_learned(model, valid, history, best, log))
                 log(f"{stop_reason} after {last['epoch']} epochs, {last['wall_s'] / 60:.1f} min wall, "
                     f"{last['cpu_s'] / 60:.1f} CPU-min; best valid force MAE {best:.2f} meV/Å -> "
                     f"{self.out / 'best.ckpt'}")
                 (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
         return summary
+
+    def _check_learned(self, model: EnergyModel, valid, history: list[dict], best: float,
+                       log: Callable[[str], None]) -> dict:
+        """Compare the best epoch's validation errors with the composition baseline's
+        (:mod:`mlff.train.baseline`): a warning when the model learned little; the baseline's
+        errors go into ``summary.json``."""
+        base = composition_baseline(model, valid, self.config.valid_batch_size)
+        best_row = next((r for r in history if r["valid_force_mae"] == best), history[-1])
+        predicts_energy = math.isfinite(best_row.get("valid_energy_rmse", math.nan))
+        for message in unlearned_warnings(best_row, base, predicts_energy):
+            log(f"  warning: {message}")
+            warnings.warn(message, UserWarning, stacklevel=3)
+        return {"baseline_valid_energy_rmse": base["energy_rmse"], "baseline_valid_force_rmse": base["force_rmse"]}
 
     # ------------------------------------------------------------------ data
     def _prepare(self, train_frames, valid_frames, sources, strict_data, log, dist):
