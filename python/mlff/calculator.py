@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 from ase import Atoms
-from ase.calculators.calculator import Calculator, all_changes
+from ase.calculators.calculator import Calculator, all_changes, compare_atoms
 
 from .allocator import reuse_freed_memory
 from .committee import deviations
@@ -152,8 +152,28 @@ class MLFFCalculator(Calculator):
         self.max_warnings = max_warnings
         self.extrapolation_count = 0
 
+    def check_state(self, atoms, tol=1e-15):
+        """ASE's :func:`~ase.calculators.calculator.compare_atoms` with exact comparisons:
+        the same changes, except that values within ``tol`` of the last ones count as changed
+        (a recalculation, never a stale result). ASE's ``allclose`` on every array cost about
+        0.09 ms per call, an eighth of a toluene force call."""
+        prev = self.atoms
+        if prev is None or len(prev) != len(atoms):
+            return compare_atoms(prev, atoms, tol=tol, excluded_properties=set(self.ignored_changes))
+        checked = set(all_changes) - set(self.ignored_changes)
+        changes = [p for p in ("cell", "pbc") if p in checked and not np.array_equal(getattr(prev, p),
+                                                                                      getattr(atoms, p))]
+        old, new = prev.arrays, atoms.arrays
+        for p in checked - {"cell", "pbc"}:
+            if (p in old) != (p in new) or (p in old and not np.array_equal(old[p], new[p])):
+                changes.append(p)
+        return changes
+
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
-        super().calculate(atoms, properties, system_changes)
+        # ASE's Calculator.calculate copies the atoms and creates the calculator's directory;
+        # this calculator writes no files, so only the copy (check_state compares with it)
+        if atoms is not None:
+            self.atoms = atoms.copy()
         graph = structure_graph(self.atoms, self.metadata)
         res = predict(self.module, self.metadata, self.atoms, graph=graph)
         excursion = self.training_range.check(graph.species, graph.edge_index, graph.distance, res.get("energies"))

@@ -10,11 +10,13 @@ are handled for any cell size, including cells smaller than ``2 r_max``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
 import torch
 from ase import Atoms
+from ase.data import atomic_numbers, chemical_symbols
 from vesin import NeighborList
 
 from .errors import DataError
@@ -106,14 +108,28 @@ class Graph:
                      cast(self.energy), cast(self.forces), cast(self.stress))
 
 
+@lru_cache(maxsize=64)
+def _species_table(species: tuple[str, ...]) -> np.ndarray:
+    """Atomic number -> index in ``species`` (-1 for an element the model lacks)."""
+    table = np.full(len(chemical_symbols), -1, dtype=np.int64)
+    for k, s in enumerate(species):
+        table[atomic_numbers[s]] = k
+    return table
+
+
 def species_indices(atoms: Atoms, species: Sequence[str]) -> np.ndarray:
-    """Index of each atom's element in ``species``; ``DataError`` for an element the model lacks."""
-    lookup = {s: k for k, s in enumerate(species)}
-    symbols = atoms.get_chemical_symbols()
-    missing = sorted(set(symbols) - set(lookup))
-    if missing:
+    """Index of each atom's element in ``species`` (int64 ``[n]``); ``DataError`` for an
+    element the model lacks. A table lookup on the atomic numbers: this runs on every
+    calculator call."""
+    numbers = atoms.numbers
+    table = _species_table(tuple(species))
+    if len(numbers) and (numbers.min() < 0 or numbers.max() >= len(table)):
+        raise DataError(f"atomic number(s) outside 0-{len(table) - 1} in the structure: {sorted(set(numbers.tolist()))}")
+    index = table[numbers]
+    if (index < 0).any():
+        missing = sorted({chemical_symbols[z] for z in numbers[index < 0]})
         raise DataError(f"element(s) {missing} not among the model's species {list(species)}")
-    return np.array([lookup[s] for s in symbols], dtype=np.int64)
+    return index
 
 
 def atoms_to_graph(atoms: Atoms, species: Sequence[str], r_max: float) -> Graph:

@@ -1,0 +1,64 @@
+"""MLFFCalculator's own change detection: the same system changes as ASE's compare_atoms."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase.build import bulk, molecule
+from ase.calculators.calculator import compare_atoms
+
+from mlff.calculator import MLFFCalculator
+from mlff.errors import DataError
+from mlff.graph import species_indices
+
+
+def _edits():
+    def move(a): a.positions[3, 1] += 1e-6
+    def swap(a): a.numbers[[0, 7]] = a.numbers[[7, 0]]
+    def cell(a): a.cell = np.diag([20.0, 20.0, 20.0])
+    def pbc(a): a.pbc = [True, True, True]
+    def charges(a): a.set_initial_charges(np.linspace(0, 1, len(a)))
+    def magmoms(a): a.set_initial_magnetic_moments(np.ones(len(a)))
+    def nothing(a): pass
+    def tiny(a): a.positions[0, 0] += 1e-17  # below ASE's tolerance near 0, above it elsewhere
+    return [move, swap, cell, pbc, charges, magmoms, nothing, tiny]
+
+
+@pytest.mark.parametrize("edit", _edits(), ids=lambda f: f.__name__)
+def test_check_state_reports_what_ase_reports(edit, deployed_toluene):
+    calc = MLFFCalculator(deployed_toluene)
+    atoms = molecule("C6H6")
+    atoms.calc = calc
+    atoms.get_forces()
+    edit(atoms)
+    ours, ase = set(calc.check_state(atoms)), set(compare_atoms(calc.atoms, atoms))
+    # exact comparison: never fewer changes than ASE (no stale result); more only within ASE's tolerance
+    assert ours >= ase
+    assert ours - ase <= {"positions"}
+
+
+def test_results_follow_the_atoms(deployed_toluene):
+    """A moved atom gives new forces, an unmoved structure the cached ones, a fresh
+    calculator the same numbers."""
+    atoms = molecule("C6H6")
+    atoms.calc = MLFFCalculator(deployed_toluene)
+    f0 = atoms.get_forces()
+    atoms.positions[2] += [0.05, 0.0, 0.0]
+    f1 = atoms.get_forces()
+    assert not np.allclose(f0, f1)
+    fresh = atoms.copy()
+    fresh.calc = MLFFCalculator(deployed_toluene)
+    np.testing.assert_allclose(fresh.get_forces(), f1, rtol=0, atol=1e-12)
+    atoms.cell = np.diag([30.0, 30.0, 30.0])  # a cell on a molecule changes nothing physical, but is a change
+    assert "cell" in atoms.calc.check_state(atoms)
+
+
+def test_species_indices_by_table_lookup():
+    atoms = molecule("CH3CH2OH")
+    np.testing.assert_array_equal(species_indices(atoms, ["H", "O", "C"]),
+                                  [{"C": 2, "H": 0, "O": 1}[s] for s in atoms.get_chemical_symbols()])
+    with pytest.raises(DataError, match=r"\['O'\] not among the model's species \['C', 'H'\]"):
+        species_indices(atoms, ["C", "H"])
+    cu = bulk("Cu")
+    with pytest.raises(DataError, match=r"\['Cu'\]"):
+        species_indices(cu, ["C", "H"])
