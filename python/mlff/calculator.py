@@ -66,6 +66,16 @@ def _require_finite(values: np.ndarray, what: str) -> None:
                                    f"row {int(bad[0])}); the structure is probably far outside its training data")
 
 
+def edge_forces(edge_grad: np.ndarray, edge_index: np.ndarray, n_atoms: int) -> np.ndarray:
+    """Forces ``[n_atoms, 3]`` (eV/Å) from ``edge_grad = ∂E/∂r_ij`` ``[e, 3]`` (eV/Å, float64):
+    ``F_i = Σ_j ∂E/∂r_ij − Σ_j ∂E/∂r_ji`` (``r_ij = x_j − x_i``), as the LAMMPS plugin sums them."""
+    i, j = edge_index
+    forces = np.empty((n_atoms, 3))
+    for k in range(3):
+        forces[:, k] = np.bincount(i, edge_grad[:, k], n_atoms) - np.bincount(j, edge_grad[:, k], n_atoms)
+    return forces
+
+
 def predict(module: torch.jit.ScriptModule, meta: dict[str, Any], atoms: Atoms,
             graph: StructureGraph | None = None) -> dict[str, np.ndarray | float]:
     """Energy (eV), forces ``[n, 3]`` (eV/Å), atomic energies ``[n]`` (eV), virial
@@ -95,19 +105,19 @@ def predict(module: torch.jit.ScriptModule, meta: dict[str, Any], atoms: Atoms,
         committee = deviations(out["member_forces"].detach().double().numpy(),
                                None if member_energy is None else member_energy.detach().double().numpy())
     if meta.get("direct_forces", False):
-        forces = out["forces"].detach().double().numpy()
+        forces = out["forces"].detach().numpy().astype(np.float64)
         _require_finite(forces, "forces")
         return {"forces": forces, **committee}
-    atomic_energy = out["atomic_energy"].detach().double()
-    grad = out["edge_grad"].detach().double()
+    # numpy from here: for a small molecule each torch op from Python costs more than its arithmetic
+    atomic_energy = out["atomic_energy"].detach().numpy().astype(np.float64)
+    grad = out["edge_grad"].detach().numpy().astype(np.float64)
     energy = float(atomic_energy.sum())
-    if not np.isfinite(energy + float(grad.sum())):  # any NaN or inf reaches the sums (fp64: no overflow)
-        _require_finite(atomic_energy.numpy(), "atomic energies")
-        _require_finite(grad.numpy(), "energy gradients (forces)")
-    forces = torch.zeros(len(atoms), 3, dtype=torch.float64).index_add_(0, edge_index[0], grad)
-    forces = forces.index_add_(0, edge_index[1], -grad).numpy()
-    virial = -g.edge_vec.T @ grad.numpy()
-    result = {"energy": energy, "forces": forces, "energies": atomic_energy.numpy(),
+    if not np.isfinite(energy + grad.sum()):  # any NaN or inf reaches the sums (fp64: no overflow)
+        _require_finite(atomic_energy, "atomic energies")
+        _require_finite(grad, "energy gradients (forces)")
+    forces = edge_forces(grad, g.edge_index, len(atoms))
+    virial = -g.edge_vec.T @ grad
+    result = {"energy": energy, "forces": forces, "energies": atomic_energy,
               "virial": 0.5 * (virial + virial.T), **committee}
     if np.all(atoms.pbc):
         result["stress"] = -result["virial"] / atoms.get_volume()
