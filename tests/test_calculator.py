@@ -62,3 +62,31 @@ def test_species_indices_by_table_lookup():
     cu = bulk("Cu")
     with pytest.raises(DataError, match=r"\['Cu'\]"):
         species_indices(cu, ["C", "H"])
+
+
+@pytest.mark.parametrize("periodic", [False, True])
+def test_neighbor_edges_match_the_graph_convention(periodic):
+    """vesin's distance vectors are r_ij = x_j - x_i + S_ij @ cell, the graph's convention."""
+    from mlff.graph import neighbor_edges, neighbor_graph
+
+    atoms = bulk("Cu", "fcc", a=3.6).repeat((2, 1, 1)) if periodic else molecule("C6H6")
+    atoms.rattle(0.05, seed=1)
+    edge_index, edge_vec, distance = neighbor_edges(atoms, 5.0)
+    reference_index, shift = neighbor_graph(atoms, 5.0)
+    np.testing.assert_array_equal(edge_index, reference_index)
+    expected = atoms.positions[edge_index[1]] - atoms.positions[edge_index[0]] + shift
+    np.testing.assert_allclose(edge_vec, expected, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(distance, np.linalg.norm(expected, axis=1), rtol=0, atol=1e-12)
+    assert edge_index.dtype == np.int64 and len(edge_index[0]) > 0
+
+
+def test_edge_forces_sum_both_ends_of_every_edge():
+    from mlff.calculator import edge_forces
+
+    rng = np.random.default_rng(0)
+    edge_index, grad = rng.integers(0, 7, (2, 50)), rng.standard_normal((50, 3))
+    expected = np.zeros((7, 3))
+    np.add.at(expected, edge_index[0], grad)
+    np.subtract.at(expected, edge_index[1], grad)
+    np.testing.assert_allclose(edge_forces(grad, edge_index, 7), expected, rtol=0, atol=1e-13)
+    assert edge_forces(np.zeros((0, 3)), np.zeros((2, 0), dtype=np.int64), 3).shape == (3, 3)

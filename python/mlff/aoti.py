@@ -212,10 +212,20 @@ class AOTIModel:
         # and its outputs are flat lists of tensors in order, so the loader is called
         # directly (torch is the compiling version, checked above).
         self._run = self.runner.loader.boxed_run
+        self._ones = torch.ones(0, dtype=self.dtype)
+
+    def _all_ones(self, n: int) -> torch.Tensor:
+        self._ones = torch.ones(n, dtype=self.dtype)
+        return self._ones
 
     def __call__(self, species, edge_index, edge_vec, n_local: int | None = None) -> dict[str, torch.Tensor]:
-        weight = torch.ones(species.shape[0], dtype=self.dtype)
-        if n_local is not None:
+        n = species.shape[0]
+        if n_local is None:
+            # all atoms count: the same all-ones weight serves every call with n atoms (the
+            # package only reads its inputs)
+            weight = self._ones if self._ones.shape[0] == n else self._all_ones(n)
+        else:
+            weight = torch.ones(n, dtype=self.dtype)
             weight[n_local:] = 0.0
         # The package holds its own backward pass, so autograd is not needed at run time; in
         # inference mode the dispatcher also skips the Python autograd wrappers that

@@ -23,7 +23,7 @@ from .committee import deviations
 from .deploy import load_deployed
 from .errors import DataError, DataWarning, ModelEvaluationError
 from .extrapolation import TrainingRange, same_position_pairs
-from .graph import neighbor_graph, species_indices
+from .graph import neighbor_edges, species_indices
 
 
 @dataclass
@@ -41,16 +41,14 @@ class StructureGraph:
 def edge_graph(atoms: Atoms, r_max: float) -> tuple[np.ndarray, np.ndarray]:
     """``edge_index`` ``[2, e]`` int64 and ``edge_vec`` ``[e, 3]`` float64 (Å) of ``atoms``
     within ``r_max`` (the model's graph; ``docs/model_interface.md``)."""
-    edge_index, shift_vec = neighbor_graph(atoms, r_max)
-    pos = np.asarray(atoms.positions, dtype=np.float64)
-    return edge_index, pos[edge_index[1]] - pos[edge_index[0]] + shift_vec
+    edge_index, edge_vec, _ = neighbor_edges(atoms, r_max)
+    return edge_index, edge_vec
 
 
 def structure_graph(atoms: Atoms, meta: dict[str, Any]) -> StructureGraph:
     """:class:`StructureGraph` of ``atoms`` for a model with metadata ``meta``. Raises
     ``DataError`` for an element the model lacks or two atoms at the same position."""
-    edge_index, edge_vec = edge_graph(atoms, meta["r_max"])
-    distance = np.sqrt(np.einsum("ij,ij->i", edge_vec, edge_vec))
+    edge_index, edge_vec, distance = neighbor_edges(atoms, meta["r_max"])
     same = same_position_pairs(edge_index, distance)
     if same:
         i, j, d = same[0]
@@ -69,11 +67,10 @@ def _require_finite(values: np.ndarray, what: str) -> None:
 def edge_forces(edge_grad: np.ndarray, edge_index: np.ndarray, n_atoms: int) -> np.ndarray:
     """Forces ``[n_atoms, 3]`` (eV/Å) from ``edge_grad = ∂E/∂r_ij`` ``[e, 3]`` (eV/Å, float64):
     ``F_i = Σ_j ∂E/∂r_ij − Σ_j ∂E/∂r_ji`` (``r_ij = x_j − x_i``), as the LAMMPS plugin sums them."""
-    i, j = edge_index
-    forces = np.empty((n_atoms, 3))
-    for k in range(3):
-        forces[:, k] = np.bincount(i, edge_grad[:, k], n_atoms) - np.bincount(j, edge_grad[:, k], n_atoms)
-    return forces
+    # one bincount over flat (atom, component) slots: +grad at the centre, -grad at the neighbour
+    slots = (3 * edge_index).reshape(-1, 1) + np.arange(3)
+    values = np.concatenate([edge_grad, -edge_grad])
+    return np.bincount(slots.ravel(), values.ravel(), 3 * n_atoms).reshape(n_atoms, 3)
 
 
 def predict(module: torch.jit.ScriptModule, meta: dict[str, Any], atoms: Atoms,
@@ -97,8 +94,12 @@ def predict(module: torch.jit.ScriptModule, meta: dict[str, Any], atoms: Atoms,
     g = graph if graph is not None else structure_graph(atoms, meta)
     dtype = getattr(torch, meta["dtype"])
     edge_index = torch.from_numpy(g.edge_index)
-    with torch.jit.optimized_execution(False):
-        out = module(torch.from_numpy(g.species), edge_index, torch.as_tensor(g.edge_vec, dtype=dtype))
+    inputs = (torch.from_numpy(g.species), edge_index, torch.as_tensor(g.edge_vec, dtype=dtype))
+    if isinstance(module, torch.jit.ScriptModule):
+        with torch.jit.optimized_execution(False):
+            out = module(*inputs)
+    else:  # an AOTInductor package (mlff.aoti.AOTIModel): no executor to configure
+        out = module(*inputs)
     committee = {}
     if meta.get("committee"):
         member_energy = out.get("member_atomic_energy")

@@ -41,27 +41,42 @@ def shift_vectors(shifts: np.ndarray, cell: np.ndarray) -> np.ndarray:
     return shifts.astype(np.float64) @ np.asarray(cell, dtype=np.float64)
 
 
-def neighbor_shifts(atoms: Atoms, r_max: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`neighbor_graph` with the image shifts as integers: ``edge_index`` (int64
-    ``[2, e]``), ``S`` (int64 ``[e, 3]``, zero for a molecule) and the cell used (zero for a
-    molecule), so that the shift vector is ``S @ cell``. ``mlff data pack`` stores these."""
+def _neighbor_list_inputs(atoms: Atoms) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Positions (float64, contiguous), cell (zero for a molecule) and periodicity of
+    ``atoms`` for vesin; ``DataError`` for mixed periodicity or a degenerate cell."""
     pbc = np.asarray(atoms.pbc, dtype=bool)
     if pbc.any() and not pbc.all():
         raise DataError(f"mixed periodicity {pbc.tolist()} is not supported; use all-periodic or non-periodic")
     positions = np.ascontiguousarray(atoms.positions, dtype=np.float64)
-    if pbc.all():
-        cell = np.asarray(atoms.cell.array, dtype=np.float64)
-        if abs(np.linalg.det(cell)) < 1e-9:
-            raise DataError("periodic structure has a degenerate (zero-volume) cell")
-        periodic = True
-    else:
-        cell = np.zeros((3, 3))
-        periodic = False
+    if not pbc.all():
+        return positions, np.zeros((3, 3)), False
+    cell = np.asarray(atoms.cell.array, dtype=np.float64)
+    if abs(np.linalg.det(cell)) < 1e-9:
+        raise DataError("periodic structure has a degenerate (zero-volume) cell")
+    return positions, cell, True
+
+
+def neighbor_shifts(atoms: Atoms, r_max: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`neighbor_graph` with the image shifts as integers: ``edge_index`` (int64
+    ``[2, e]``), ``S`` (int64 ``[e, 3]``, zero for a molecule) and the cell used (zero for a
+    molecule), so that the shift vector is ``S @ cell``. ``mlff data pack`` stores these."""
+    positions, cell, periodic = _neighbor_list_inputs(atoms)
     nl = NeighborList(cutoff=float(r_max), full_list=True)
     i, j, S = nl.compute(points=positions, box=cell, periodic=periodic, quantities="ijS")
     edge_index = np.stack([i, j]).astype(np.int64)
     shifts = S.astype(np.int64) if periodic else np.zeros((len(i), 3), dtype=np.int64)
     return edge_index, shifts, cell
+
+
+def neighbor_edges(atoms: Atoms, r_max: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The graph as the deployed models take it: ``edge_index`` (int64 ``[2, e]``), edge
+    vectors ``r_ij = x_j − x_i + S_ij @ cell`` (float64 ``[e, 3]``, Å) and their lengths
+    (``[e]``, Å), all from vesin in one call (the calculator's path: no index arithmetic in
+    Python). ``DataError`` as :func:`neighbor_graph`."""
+    positions, cell, periodic = _neighbor_list_inputs(atoms)
+    nl = NeighborList(cutoff=float(r_max), full_list=True)
+    i, j, vec, dist = nl.compute(points=positions, box=cell, periodic=periodic, quantities="ijDd")
+    return np.stack([i, j]).astype(np.int64), vec, dist
 
 
 @dataclass
