@@ -214,16 +214,14 @@ class AOTIModel:
         self._run = self.runner.loader.boxed_run
         self._ones = torch.ones(0, dtype=self.dtype)
 
-    def _all_ones(self, n: int) -> torch.Tensor:
-        self._ones = torch.ones(n, dtype=self.dtype)
-        return self._ones
-
     def __call__(self, species, edge_index, edge_vec, n_local: int | None = None) -> dict[str, torch.Tensor]:
         n = species.shape[0]
         if n_local is None:
             # all atoms count: the same all-ones weight serves every call with n atoms (the
             # package only reads its inputs)
-            weight = self._ones if self._ones.shape[0] == n else self._all_ones(n)
+            if self._ones.shape[0] != n:
+                self._ones = torch.ones(n, dtype=self.dtype)
+            weight = self._ones
         else:
             weight = torch.ones(n, dtype=self.dtype)
             weight[n_local:] = 0.0
