@@ -166,6 +166,29 @@ def test_ase_emt_reference_run(tmp_path):
     assert result["energy"]["com_momentum_conserved"] and FIGURES <= {p.name for p in (run / "analysis").iterdir()}
 
 
+def test_nve_drift_stops_a_runaway_run_in_lammps_and_in_ase(tmp_path, toluene_xyz, deployed_toluene, capsys):
+    """t_max: NVE ends at the first check hotter than t_max x temperature (here t_max = 0.01,
+    so at the first check, step 10), in LAMMPS (fix halt "runaway") and in the ASE run."""
+    run = tmp_path / "lmp"
+    assert main(["md", "nve-drift", "--structure", str(toluene_xyz), "--model", str(deployed_toluene),
+                 "--length", "0.1", "--set", "n_hot=20", "--set", "max_cool=0", "--set", "t_max=0.01",
+                 "--out", str(run), "--no-progress"]) == 0
+    r = json.loads((run / "summary.json").read_text())["runs"][0]
+    assert not r["completed"] and "fix-id runaway" in r["halted"] and " on step 10 " in r["halted"]
+    assert r["halt_reason"].startswith("temperature") and r["stopped_at_ps"] == pytest.approx(0.005)
+    assert r["frames"] == 2  # steps 0 and 10, not the 21 of a full run
+    assert "temperature above t_max" in capsys.readouterr().out
+    assert main(["analyze", str(run)]) == 0
+    path = tmp_path / "cu32.extxyz"
+    write(path, bulk("Cu", "fcc", a=3.615, cubic=True).repeat(2))
+    ase_run = tmp_path / "emt"
+    assert main(["md", "nve-drift", "--structure", str(path), "--calculator", "emt", "--timestep", "2",
+                 "--length", "0.2", "--set", "n_hot=20", "--set", "max_cool=0", "--set", "t_max=0.01",
+                 "--out", str(ase_run), "--no-progress"]) == 0
+    r = json.loads((ase_run / "summary.json").read_text())["runs"][0]
+    assert not r["completed"] and r["halted"].startswith("temperature") and r["frames"] == 1
+
+
 def test_bad_md_input_gives_clear_errors(tmp_path, toluene_xyz, deployed_cu, capsys):
     out = tmp_path / "x"
     assert main(["md", "npt", "--structure", str(toluene_xyz), "--pair-style", "eam", "--out", str(out)]) == 2

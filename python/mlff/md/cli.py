@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         if r.get("completed"):
             status = "completed"
         elif r.get("halted"):
-            status = f"bond broken at {r['stopped_at_ps']:g} ps, run stopped ({r['halted']})"
+            status = f"{r.get('halt_reason') or 'halted'} at {r['stopped_at_ps']:g} ps, run stopped ({r['halted']})"
         else:
             status = f"stopped: {r.get('error') or 'exit status ' + str(r['returncode'])}"
         print(f"  {r['dir']}: {r['frames']} frames, {r.get('wall_s', 0):.1f} s, {status}")

@@ -57,6 +57,7 @@ class Stage:
     ``check_every`` steps) where ``|T - t_end| <= until_within * t_end``.
     ``production``: frames are recorded. ``check_bonds``: stop at a broken bond.
     ``zero_rotation``: the angular momentum is zeroed every step (``ase.md.velocitydistribution.ZeroRotation``).
+    ``t_runaway`` (K): stop at the first recorded frame hotter than this (``None``: never).
     """
 
     kind: str
@@ -71,6 +72,7 @@ class Stage:
     production: bool = False
     check_bonds: bool = False
     zero_rotation: bool = False  # also zero the angular momentum every step (the COM always is)
+    t_runaway: float | None = None
     name: str = ""
 
 
@@ -146,7 +148,8 @@ class Protocol:
             out.update(n_hot=p["n_hot"], damp_hot=damp_ps_from_ase_friction(p["friction_hot"]),
                        damp_cool=damp_ps_from_ase_friction(p["friction_cool"]), t_tol=p["t_tol"],
                        check_every=p["check_every"], max_cool=p["max_cool"],
-                       nsteps=self.steps(p, p["length"]), zero_momentum=int(p["zero_momentum"]))
+                       nsteps=self.steps(p, p["length"]), zero_momentum=int(p["zero_momentum"]),
+                       t_max=p["t_max"])
         elif self.name == "stability":
             out.update(damp=damp_ps_from_ase_friction(p["friction"]), nsteps=self.steps(p, p["length"]),
                        check_every=p["dump_every"], bond_tol=p["bond_tol"])
@@ -169,7 +172,8 @@ class Protocol:
                     Stage("langevin", int(p["max_cool"]), T, T, p["friction_cool"], until_within=p["t_tol"],
                           check_every=int(p["check_every"]), name="cool"),
                     Stage("nve", self.steps(p, p["length"]), T, T, production=True, name="nve",
-                          zero_rotation=bool(p["zero_momentum"]))]
+                          zero_rotation=bool(p["zero_momentum"]),
+                          t_runaway=p["t_max"] * T if p["t_max"] > 0 else None)]
         if self.name == "stability":
             return [Stage("langevin", self.steps(p, p["length"]), T, T, p["friction"], production=True,
                           check_bonds=True, check_every=int(p["dump_every"]), name="nvt")]
@@ -203,14 +207,15 @@ PROTOCOLS: dict[str, Protocol] = {
     "nve-drift": Protocol(
         "nve-drift", "nve-drift.in",
         "Langevin (ASE friction 1.0 for n_hot steps, then 0.1 until T is within t_tol) then NVE for --length: "
-        "energy conservation (the seed 000 protocol, 0.5 fs)",
+        "energy conservation (the seed 000 protocol, 0.5 fs); NVE stops if T exceeds t_max x temperature",
         "nve", None,
         {**_COMMON, "n_hot": 1000, "friction_hot": 1.0, "friction_cool": 0.1, "t_tol": 0.05, "check_every": 10,
-         "max_cool": 20000, "zero_momentum": 0},
+         "max_cool": 20000, "zero_momentum": 0, "t_max": 10.0},
         {**_COMMON_HELP, "n_hot": "steps with friction_hot", "friction_hot": "ASE units (1.0 = 0.0102 ps)",
          "friction_cool": "ASE units (0.1 = 0.1018 ps)", "t_tol": "relative temperature band ending stage 2",
          "check_every": "steps between temperature checks", "max_cool": "cap on stage 2, steps",
-         "zero_momentum": "1: zero the centre-of-mass and angular momentum every NVE step (seed 000's MD)"},
+         "zero_momentum": "1: zero the centre-of-mass and angular momentum every NVE step (seed 000's MD)",
+         "t_max": "NVE stops when T exceeds t_max x temperature (a runaway run; 0: never)"},
     ),
     "stability": Protocol(
         "stability", "stability.in",

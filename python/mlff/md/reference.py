@@ -127,8 +127,10 @@ def _run_seed(protocol: Protocol, params: dict, atoms: Atoms, calculator: str, s
         periodic = bool(system.pbc.all())
         writer.writerow(["step", "time_ps", "temp_K", "pe_eV", "ke_eV", "etotal_eV"] + (["volume_A3"] if periodic else []))
 
+        current = {"t_runaway": None}  # of the running stage
+
         def record() -> bool:
-            """Write a frame + thermo row; False if the run must stop (broken bond)."""
+            """Write a frame + thermo row; False if the run must stop (broken bond, runaway heating)."""
             frame = _frame(system, prod_step, prod_step * dt_fs / 1000.0, per_atom)
             write(traj, frame, format="extxyz", append=True)
             ke, temp = _kinetic_temperature(system)
@@ -142,8 +144,15 @@ def _run_seed(protocol: Protocol, params: dict, atoms: Atoms, calculator: str, s
                                      pbc=frame.pbc)[0]
                 if dev > params["bond_tol"]:
                     entry["halted"] = f"bond deviation {dev:.3f} A > {params['bond_tol']} A at step {prod_step}"
+                    entry["halt_reason"] = "bond broken"
                     entry["stopped_at_ps"] = prod_step * dt_fs / 1000.0
                     return False
+            limit = current["t_runaway"]
+            if limit is not None and temp > limit:
+                entry["halted"] = f"temperature {temp:.0f} K > {limit:g} K at step {prod_step}"
+                entry["halt_reason"] = "temperature above t_max x temperature"
+                entry["stopped_at_ps"] = prod_step * dt_fs / 1000.0
+                return False
             if not np.all(np.isfinite(frame.get_forces())):
                 entry["error"] = f"non-finite forces at step {prod_step}"
                 return False
@@ -152,6 +161,7 @@ def _run_seed(protocol: Protocol, params: dict, atoms: Atoms, calculator: str, s
         try:
             first_production = True
             for stage in protocol.stages(params):
+                current["t_runaway"] = stage.t_runaway
                 if stage.kind != "npt":
                     system.set_constraint(FixCom())
                 else:

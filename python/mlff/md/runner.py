@@ -242,15 +242,22 @@ def _run_lammps(cmd: list[str], cwd: Path, bar) -> tuple[int, float]:
     return rc, time.perf_counter() - t0
 
 
+#: ``fix halt`` ids of the templates that end a failed run, and what each means.
+HALT_GUARDS = {"bondcheck": "bond broken", "runaway": "temperature above t_max x temperature"}
+
+
 def _log_facts(log: Path, screen: Path) -> dict:
     """Errors and markers of a finished LAMMPS run."""
     text = log.read_text(errors="replace") if log.is_file() else ""
     screen_text = screen.read_text(errors="replace") if screen.is_file() else ""
     errors = [l.strip() for l in (text + "\n" + screen_text).splitlines() if "ERROR" in l and "print" not in l]
-    halted = [l.strip() for l in text.splitlines() if l.startswith("Fix halt condition for fix-id bondcheck")]
+    # the protocols' own guards (stability.in: bondcheck; nve-drift.in: runaway), not e.g. nve-drift's "settled"
+    halted = [l.strip() for l in text.splitlines()
+              if l.startswith(tuple(f"Fix halt condition for fix-id {g} " for g in HALT_GUARDS))]
     done = any(l.startswith("MLFF_DONE") for l in text.splitlines()) or "Total wall time" in text
+    reason = next((why for g, why in HALT_GUARDS.items() if halted and f"fix-id {g} " in halted[0]), None)
     return {"error": errors[0] if errors else None, "halted": halted[0] if halted else None,
-            "completed": done and not errors and not halted}
+            "halt_reason": reason, "completed": done and not errors and not halted}
 
 
 def _write_final(dump: Path, out: Path) -> None:
