@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..models import EnergyModel
+from .errors import Errors
 
 # an error above this fraction of the baseline's counts as "learned little" (the seed
 # experiments judge a model as having learned only below 0.8 x the spread it had to explain)
@@ -29,9 +30,7 @@ def composition_baseline(model: EnergyModel, data, batch_size: int) -> dict[str,
     ``PackedSet`` of :mod:`mlff.train.trainer`), with ``model``'s fitted reference energies.
 
     Returns ``energy_rmse`` (meV/atom) and ``force_rmse`` (meV/Å), as
-    :meth:`mlff.train.trainer.Errors.summary` reports them."""
-    from .trainer import Errors  # the trainer imports this module
-
+    :meth:`mlff.train.errors.Errors.summary` reports them."""
     e0 = model.energy_scale.reference_energy.detach().double().cpu()
     errors = Errors()
     for start in range(0, len(data), batch_size):

@@ -19,7 +19,6 @@ import json
 import math
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -38,6 +37,7 @@ from .checkpoint import load_checkpoint, model_record, save_checkpoint
 from .config import TrainConfig
 from .defaults import model_params as model_param_defaults
 from .distributed import DistContext, shard
+from .errors import Errors
 from .statistics import (atomic_energy_range, fit_energy_scale, pair_min_distances, periodicity,
                          set_energy_scale)
 
@@ -116,42 +116,6 @@ def batch_loss(model: EnergyModel, batch: Graph, energy_weight: float, stress_we
         per_atom = (batch.volume / batch.n_atoms)[:, None, None]
         loss = loss + stress_weight * torch.sum(((stress - batch.stress) * per_atom) ** 2) / (9 * n_structures)
     return loss, energy, forces
-
-
-@dataclass
-class Errors:
-    """Running sums of absolute and squared errors (energy per atom, force components)."""
-
-    e_abs: float = 0.0
-    e_sq: float = 0.0
-    n_e: int = 0
-    f_abs: float = 0.0
-    f_sq: float = 0.0
-    n_f: int = 0
-
-    def add(self, e_pred, e_ref, n_atoms, f_pred, f_ref) -> None:
-        """``e_pred`` may be ``None`` (direct-force model): only force errors are counted."""
-        if e_pred is not None:
-            de = ((e_pred - e_ref) / n_atoms).detach().double()
-            self.e_abs += float(de.abs().sum()); self.e_sq += float((de**2).sum()); self.n_e += de.numel()
-        df = (f_pred - f_ref).detach().double()
-        self.f_abs += float(df.abs().sum()); self.f_sq += float((df**2).sum()); self.n_f += df.numel()
-
-    def vector(self) -> list[float]:
-        return [self.e_abs, self.e_sq, float(self.n_e), self.f_abs, self.f_sq, float(self.n_f)]
-
-    @classmethod
-    def from_vector(cls, v) -> "Errors":
-        return cls(float(v[0]), float(v[1]), int(round(float(v[2]))), float(v[3]), float(v[4]), int(round(float(v[5]))))
-
-    def summary(self) -> dict[str, float]:
-        """MAE/RMSE in meV/atom (energy; NaN if no energies were predicted) and meV/Å (forces)."""
-        if self.n_e == 0:
-            e_mae = e_rmse = math.nan
-        else:
-            e_mae, e_rmse = 1e3 * self.e_abs / self.n_e, 1e3 * math.sqrt(self.e_sq / self.n_e)
-        return {"energy_mae": e_mae, "energy_rmse": e_rmse,
-                "force_mae": 1e3 * self.f_abs / max(self.n_f, 1), "force_rmse": 1e3 * math.sqrt(self.f_sq / max(self.n_f, 1))}
 
 
 def evaluate_graphs(model: EnergyModel, graphs: Sequence[Graph], batch_size: int) -> dict[str, float]:
