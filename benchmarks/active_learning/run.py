@@ -19,7 +19,8 @@ stability protocol.
 ``toluene_xtb`` — toluene with GFN2-xTB: ``mlff learn`` from 20 rattled frames, exploring
 at 300, 500 and 700 K; the labels needed, member 0's force MAE on the 2,000-frame xTB
 hold-out (``benchmarks/make_toluene_data.sh``), and ``mlff md stability`` of the final
-committee at 500 K (5 seeds).
+committee at 500 K (5 seeds × 50 ps, the stability protocol's defaults), and of the
+iterations named by ``--stability-iterations`` (the fewest labels that give a stable potential).
 
 Writes ``report.md``, ``learning_curve.png`` and ``results.json`` in the output folder.
 """
@@ -167,26 +168,47 @@ def random_curve(out: Path, pool: Path, holdout: Path, sizes: list[int], quick: 
     return rows
 
 
-def stability(out: Path, run: Path, system: str, quick: bool) -> dict:
-    """``mlff md stability`` of the final committee (Cu 1500 K, toluene 500 K), ``mlff analyze``'s verdict."""
+def stability(out: Path, run: Path, system: str, quick: bool, iteration: int | None = None) -> dict:
+    """``mlff md stability`` of an iteration's committee (default the final one), ``mlff analyze``'s
+    verdict. Cu: 1500 K, 3 seeds x 20 ps at 2 fs. Toluene: the protocol of the MD-quality benchmark,
+    500 K, 5 seeds x 50 ps at 0.5 fs (the stability protocol's defaults). The seeds run in two
+    processes at once (``--seed``/``--seeds`` split), each analysed on its own."""
     state = json.loads((run / "state.json").read_text())
-    last = run / f"iter_{state['history'][-1]['iteration']:03d}" / "committee.pt"
-    temperature, dt, length, seeds = (1500, 2.0, 20, 3) if system == "cu_emt" else (500, 0.5, 20, 5)
-    folder = out / f"stability_{temperature}K"
-    if not (folder / "analysis" / "analysis.json").is_file():
-        run_stability(folder, last, out, system, temperature, dt, length, seeds, quick)
-    verdict = json.loads((folder / "analysis" / "analysis.json").read_text())["analysis"]["stability"]
-    return {"n_stable": verdict["n_stable"], "n_seeds": verdict["n_seeds"],
-            "per_seed": [{k: s[k] for k in ("seed", "stable", "time_to_failure_ps", "reason")}
-                         for s in verdict["per_seed"]]}
-
-
-def run_stability(folder: Path, last: Path, out: Path, system: str, temperature: float, dt: float, length: float,
-                  seeds: int, quick: bool) -> None:
-    sh([BIN / "mlff", "md", "stability", "--model", last, "--structure", start_structure(out, system),
-        "--temperature", temperature, "--timestep", dt, "--length", 1 if quick else length,
-        "--seeds", 1 if quick else seeds, "--out", folder, "--overwrite", "--no-progress"], out / "stability.log")
-    sh([BIN / "mlff", "analyze", folder, "--out", folder / "analysis"], out / "stability_analysis.log")
+    iteration = state["history"][-1]["iteration"] if iteration is None else iteration
+    committee = run / f"iter_{iteration:03d}" / "committee.pt"
+    temperature, dt, length, seeds = (1500, 2.0, 20, 3) if system == "cu_emt" else (500, 0.5, 50, 5)
+    if quick:
+        length, seeds = 1, 2
+    # Cu's first full run wrote one folder for the final committee; it is kept as it is.
+    folder = out / (f"stability_{temperature}K" if system == "cu_emt" else
+                    f"stability_{temperature}K/iter_{iteration:03d}")
+    half = (seeds + 1) // 2
+    parts = [(folder / "part_0", 1, half), (folder / "part_1", 1 + half, seeds - half)]
+    if system == "cu_emt" and (folder / "analysis" / "analysis.json").is_file():
+        parts = [(folder, 1, seeds)]
+    todo = [(f, s0, n) for f, s0, n in parts if n > 0 and not (f / "analysis" / "analysis.json").is_file()]
+    procs = []
+    for f, s0, n in todo:
+        f.parent.mkdir(parents=True, exist_ok=True)
+        cmd = [BIN / "mlff", "md", "stability", "--model", committee, "--structure", start_structure(out, system),
+               "--temperature", temperature, "--timestep", dt, "--length", length, "--seed", s0, "--seeds", n,
+               "--out", f, "--overwrite", "--no-progress"]
+        print("$", " ".join(map(str, cmd)), flush=True)
+        with open(f"{f}.log", "w") as log:
+            procs.append(subprocess.Popen([str(c) for c in cmd], stdout=log, stderr=subprocess.STDOUT))
+    for proc, (f, _, _) in zip(procs, todo):
+        if proc.wait() != 0:
+            raise SystemExit(f"mlff md stability failed ({proc.returncode}): see {f}.log")
+        sh([BIN / "mlff", "analyze", f, "--out", f / "analysis"], Path(f"{f}_analysis.log"))
+    per_seed = []
+    for f, _, n in parts:
+        if n > 0:
+            verdict = json.loads((f / "analysis" / "analysis.json").read_text())["analysis"]["stability"]
+            per_seed += [{k: s[k] for k in ("seed", "stable", "time_to_failure_ps", "reason")}
+                         for s in verdict["per_seed"]]
+    return {"iteration": iteration, "labels": next(h["n_train"] for h in state["history"] if h["iteration"] == iteration),
+            "temperature_K": temperature, "length_ps": length, "n_stable": sum(s["stable"] for s in per_seed),
+            "n_seeds": len(per_seed), "per_seed": per_seed}
 
 
 def plot(out: Path, system: str, learned: list[dict], random: list[dict]) -> None:
@@ -215,6 +237,9 @@ def main() -> None:
     parser.add_argument("system", choices=["cu_emt", "toluene_xtb"])
     parser.add_argument("--quick", action="store_true", help="tiny sizes (checks the plumbing in a few minutes)")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--stability-iterations", default="",
+                        help="comma-separated earlier iterations whose committees also get the stability protocol "
+                             "(the final one always does)")
     args = parser.parse_args()
     out = args.out or ROOT / "benchmarks" / "out" / "active_learning" / (args.system + ("_quick" if args.quick else ""))
     (out / "data").mkdir(parents=True, exist_ok=True)
@@ -231,10 +256,17 @@ def main() -> None:
     sizes = sorted({r["labels"] for r in learned} | {2 * final, 4 * final})
     random = random_curve(out, pool, holdout, sizes, args.quick) if pool else []
     stab = stability(out, run, args.system, args.quick)
+    # earlier committees too (--stability-iterations): the fewest labels that already give a stable potential
+    scan = [stability(out, run, args.system, args.quick, int(k)) for k in args.stability_iterations.split(",")
+            if k.strip() and int(k) != stab["iteration"]] if args.stability_iterations else []
+    scan = sorted(scan + [stab], key=lambda r: r["iteration"])
+    passing = [r for r in scan if r["n_stable"] == r["n_seeds"]]
     plot(out, args.system, learned, random)
     state = json.loads((run / "state.json").read_text())
     results = {"learned": learned, "random": random, "stability": stab, "stop_reason": state["stop_reason"],
-               "labels": learned[-1]["labels"], "wall_minutes": (time.time() - t0) / 60}
+               "labels": learned[-1]["labels"], "stability_scan": scan,
+               "fewest_labels_passing_stability": passing[0]["labels"] if passing else None,
+               "wall_minutes": (time.time() - t0) / 60}
     cfg = train_config(args.system, args.quick)
     model = f"SchNet {cfg['model_params']['n_features']}×{cfg['model_params']['n_interactions']}, r_max {cfg['r_max']} Å"
     if args.system == "cu_emt":
@@ -265,6 +297,14 @@ def main() -> None:
                  f"CPU-min per member and iteration.", "",
                  "| labelled frames | hold-out force MAE (meV/Å) | hold-out energy MAE (meV/atom) |", "|---|---|---|"]
         lines += [f"| {a['labels']} | {a['force_mae']:.1f} | {a['energy_mae']:.2f} |" for a in learned]
+        lines += ["", f"Stability at {stab['temperature_K']} K ({stab['n_seeds']} seeds × {stab['length_ps']} ps, "
+                      "Langevin, `mlff md stability`) of the committees tested:", "",
+                  "| iteration | labelled frames | stable seeds | failures |", "|---|---|---|---|"]
+        lines += [f"| {r['iteration']} | {r['labels']} | {r['n_stable']} / {r['n_seeds']} | "
+                  + ("; ".join(f"seed {x['seed']} at {x['time_to_failure_ps']} ps" for x in r["per_seed"]
+                               if not x["stable"]) or "—") + " |" for r in scan]
+        lines += ["", "Fewest labels whose committee passed (of those tested): "
+                      + (f"{passing[0]['labels']} (iteration {passing[0]['iteration']})" if passing else "none")]
     lines += ["", f"Loop: {state['stop_reason']} after {len(state['history'])} iterations.", "",
               f"Stability (mlff md stability, Langevin) of the final committee: {stab['n_stable']} of {stab['n_seeds']} "
               f"seeds stable; " + "; ".join(f"seed {s['seed']}: " + ("stable" if s["stable"] else
