@@ -12,8 +12,9 @@
    ``--extxyz-sizes`` can include the full size when the machine has room), each in a
    child process whose peak resident memory (``ru_maxrss``) is recorded.
 
-Reports ``OUT/report.md`` and ``OUT/results.json``: peak RSS of each run, the extxyz path's
-growth per structure (a straight-line fit) and its extrapolation to the full set.
+Reports ``OUT/report.md``, ``OUT/results.json`` and ``OUT/peak_memory.png``: peak RSS of each
+run, the extxyz path's growth per structure (a straight-line fit) and its extrapolation to the
+full set (``--report-only`` redoes them from ``results.json``).
 
     python benchmarks/packed_memory.py                      # 1,000,000 structures (about 2 h on 2 cores: EMT labels ~80 min, pack ~20 min, trainings ~15 min)
     python benchmarks/packed_memory.py --quick              # 5,000 structures (about 2 min)
@@ -107,11 +108,15 @@ def main() -> None:
     p.add_argument("--train-minutes", type=float, default=2.0, help="wall minutes of each training run")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--out", type=Path, default=HERE / "out" / "packed_memory")
+    p.add_argument("--report-only", action="store_true", help="redo report.md and the plot from OUT/results.json")
     args = p.parse_args()
     if args.quick:
         args.structures, args.extxyz_sizes, args.train_minutes = 5000, "1000,5000", 0.1
         args.out = args.out.with_name(args.out.name + "_quick")
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.report_only:
+        report(json.loads((args.out / "results.json").read_text()), args.out, args.quick)
+        return
     n = args.structures
     xyz = args.out / f"cu4_{n}.extxyz"
     h5 = args.out / f"cu4_{n}.h5"
@@ -137,19 +142,45 @@ def main() -> None:
             raise SystemExit(f"training failed; see {args.out / f'train_{kind}_{m}.log'}")
         results["runs"].append({"kind": kind, "structures": m, "peak_rss_mb": rss, "wall_s": wall})
         print(f"    peak RSS {rss:,.0f} MiB, {wall:.0f} s", flush=True)
+    report(results, args.out, args.quick)
+
+
+def report(results: dict, out: Path, quick: bool) -> None:
+    """``OUT/report.md``, ``OUT/results.json`` (with the extxyz fit) and ``OUT/peak_memory.png``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = results["structures"]
     xyz_runs = [r for r in results["runs"] if r["kind"] == "extxyz"]
-    lines = [f"{'QUICK RUN (not a result). ' if args.quick else ''}{n:,} 4-atom Cu structures: extxyz "
+    lines = [f"{'QUICK RUN (not a result). ' if quick else ''}{n:,} 4-atom Cu structures: extxyz "
              f"{results['xyz_bytes'] / 2**30:.2f} GiB, packed {results['h5_bytes'] / 2**30:.2f} GiB; "
-             f"labels {t_gen / 60:.1f} min, pack {t_pack / 60:.1f} min", "",
+             f"labels {results['generate_s'] / 60:.1f} min, pack {results['pack_s'] / 60:.1f} min (wall)", "",
              "| data | structures | peak RSS (MiB) |", "|---|---|---|"]
     lines += [f"| {r['kind']} | {r['structures']:,} | {r['peak_rss_mb']:,.0f} |" for r in results["runs"]]
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    ax.plot([r["structures"] for r in xyz_runs], [r["peak_rss_mb"] for r in xyz_runs], "o", label="extxyz (measured)")
     if len(xyz_runs) >= 2:
         slope, icpt = np.polyfit([r["structures"] for r in xyz_runs], [r["peak_rss_mb"] for r in xyz_runs], 1)
         results["extxyz_mb_per_structure"] = slope
         results["extxyz_extrapolated_mb"] = icpt + slope * n
         lines.append(f"| extxyz (straight line through the runs above) | {n:,} | {icpt + slope * n:,.0f} |")
-    (args.out / "results.json").write_text(json.dumps(results, indent=2))
-    (args.out / "report.md").write_text("\n".join(lines) + "\n")
+        x = np.geomspace(min(r["structures"] for r in xyz_runs), n, 60)
+        ax.plot(x, icpt + slope * x, "--", color="C0", label=f"extxyz, straight line ({slope * 1024:.1f} KiB/structure)")
+    for r in results["runs"]:
+        if r["kind"] == "packed":
+            ax.plot([r["structures"]], [r["peak_rss_mb"]], "s", color="C1", ms=9, label="packed HDF5 (measured)")
+    ax.set(xscale="log", yscale="log", xlabel="structures in the training set", ylabel="peak RSS of mlff train (MiB)",
+           title="Training memory: packed HDF5 vs extxyz (4-atom Cu, SchNet)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "peak_memory.png", dpi=110)
+    plt.close(fig)
+    lines += ["", "![peak memory](peak_memory.png)"]
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    (out / "report.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
