@@ -263,10 +263,12 @@ def main() -> None:
             if k.strip() and int(k) != stab["iteration"]] if args.stability_iterations else []
     scan = sorted(scan + [stab], key=lambda r: r["iteration"])
     passing = [r for r in scan if r["n_stable"] == r["n_seeds"]]
+    # the potential itself: the final committee's mean on the hold-out (member 0 alone is the curve above)
+    final_committee = score(run / f"iter_{stab['iteration']:03d}" / "committee.pt", holdout)
     plot(out, args.system, learned, random)
     state = json.loads((run / "state.json").read_text())
     results = {"learned": learned, "random": random, "stability": stab, "stop_reason": state["stop_reason"],
-               "labels": learned[-1]["labels"], "stability_scan": scan,
+               "labels": learned[-1]["labels"], "stability_scan": scan, "final_committee": final_committee,
                "fewest_labels_passing_stability": passing[0]["labels"] if passing else None,
                "wall_minutes": (time.time() - t0) / 60}
     cfg = train_config(args.system, args.quick)
@@ -299,6 +301,8 @@ def main() -> None:
                  f"CPU-min per member and iteration.", "",
                  "| labelled frames | hold-out force MAE (meV/Å) | hold-out energy MAE (meV/atom) |", "|---|---|---|"]
         lines += [f"| {a['labels']} | {a['force_mae']:.1f} | {a['energy_mae']:.2f} |" for a in learned]
+        lines += ["", f"The final committee's mean (the deployed potential) on the hold-out: force MAE "
+                      f"{final_committee['force_mae']:.1f} meV/Å, energy MAE {final_committee['energy_mae']:.2f} meV/atom."]
         lines += ["", f"Stability at {stab['temperature_K']} K ({stab['n_seeds']} seeds × {stab['length_ps']} ps, "
                       "Langevin, `mlff md stability`) of the committees tested:", "",
                   "| iteration | labelled frames | stable seeds | failures |", "|---|---|---|---|"]
