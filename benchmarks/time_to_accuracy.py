@@ -25,7 +25,7 @@ the three curves and MACE's 20-epoch error; ``OUT/report.md`` and ``OUT/results.
 give the CPU-minutes at which each run first reaches that error (target for mlff: at most
 half of MACE's CPU time) and each final model's hold-out force and energy MAE.
 
-    python benchmarks/time_to_accuracy.py                  # the benchmark (about 2 h, see docs/training.md)
+    python benchmarks/time_to_accuracy.py                  # the benchmark (about 70 min on this machine, see docs/training.md)
     python benchmarks/time_to_accuracy.py --quick          # a minute or two: 20 EMT toluene frames, 2 epochs
     python benchmarks/time_to_accuracy.py --only mlff      # one of mlff, mace, nequip (results are cached)
 """
