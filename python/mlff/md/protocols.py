@@ -45,6 +45,11 @@ def damp_ps_from_ase_friction(friction: float) -> float:
     return ASE_TIME_FS / float(friction) / 1000.0
 
 
+#: ``fix halt`` ids of the templates that end a failed run, and what each means (the
+#: ``halt_reason`` of a run; the ASE reference run reports the same reasons).
+HALT_GUARDS = {"bondcheck": "bond broken", "runaway": "temperature above t_max x temperature"}
+
+
 @dataclass(frozen=True)
 class Stage:
     """One stage of a protocol, as the ASE reference run executes it.

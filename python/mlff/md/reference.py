@@ -38,7 +38,7 @@ from ase import Atoms, units
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from ..errors import ConfigError
-from .protocols import Protocol, Stage
+from .protocols import HALT_GUARDS, Protocol, Stage
 from .runner import Potential, base_summary, prepare, structure_elements
 
 #: Calculators an ASE-driven run accepts (names of mlff.data.calculators.make_calculator).
@@ -127,9 +127,12 @@ def _run_seed(protocol: Protocol, params: dict, atoms: Atoms, calculator: str, s
         periodic = bool(system.pbc.all())
         writer.writerow(["step", "time_ps", "temp_K", "pe_eV", "ke_eV", "etotal_eV"] + (["volume_A3"] if periodic else []))
 
-        current = {"t_runaway": None}  # of the running stage
+        def halt(why: str, guard: str) -> bool:
+            entry["halted"], entry["halt_reason"] = why, HALT_GUARDS[guard]
+            entry["stopped_at_ps"] = prod_step * dt_fs / 1000.0
+            return False
 
-        def record() -> bool:
+        def record(stage: Stage) -> bool:
             """Write a frame + thermo row; False if the run must stop (broken bond, runaway heating)."""
             frame = _frame(system, prod_step, prod_step * dt_fs / 1000.0, per_atom)
             write(traj, frame, format="extxyz", append=True)
@@ -143,16 +146,9 @@ def _run_seed(protocol: Protocol, params: dict, atoms: Atoms, calculator: str, s
                 dev = bond_deviation(frame.positions[None], bonds[0], bonds[1], cells=frame.cell.array[None],
                                      pbc=frame.pbc)[0]
                 if dev > params["bond_tol"]:
-                    entry["halted"] = f"bond deviation {dev:.3f} A > {params['bond_tol']} A at step {prod_step}"
-                    entry["halt_reason"] = "bond broken"
-                    entry["stopped_at_ps"] = prod_step * dt_fs / 1000.0
-                    return False
-            limit = current["t_runaway"]
-            if limit is not None and temp > limit:
-                entry["halted"] = f"temperature {temp:.0f} K > {limit:g} K at step {prod_step}"
-                entry["halt_reason"] = "temperature above t_max x temperature"
-                entry["stopped_at_ps"] = prod_step * dt_fs / 1000.0
-                return False
+                    return halt(f"bond deviation {dev:.3f} A > {params['bond_tol']} A at step {prod_step}", "bondcheck")
+            if stage.t_runaway is not None and temp > stage.t_runaway:
+                return halt(f"temperature {temp:.0f} K > {stage.t_runaway:g} K at step {prod_step}", "runaway")
             if not np.all(np.isfinite(frame.get_forces())):
                 entry["error"] = f"non-finite forces at step {prod_step}"
                 return False
@@ -161,7 +157,6 @@ def _run_seed(protocol: Protocol, params: dict, atoms: Atoms, calculator: str, s
         try:
             first_production = True
             for stage in protocol.stages(params):
-                current["t_runaway"] = stage.t_runaway
                 if stage.kind != "npt":
                     system.set_constraint(FixCom())
                 else:
@@ -174,7 +169,7 @@ def _run_seed(protocol: Protocol, params: dict, atoms: Atoms, calculator: str, s
                 chunk = every if stage.production else max(1, min(stage.check_every, 50))
                 if stage.production and first_production:
                     first_production = False
-                    if not record():
+                    if not record(stage):
                         break
                 done, stop = 0, False
                 while done < stage.steps and not stop:
@@ -187,7 +182,7 @@ def _run_seed(protocol: Protocol, params: dict, atoms: Atoms, calculator: str, s
                     bar.update(k)
                     if stage.production:
                         prod_step += k
-                        stop = not record()
+                        stop = not record(stage)
                     elif stage.until_within is not None:
                         _, temp = _kinetic_temperature(system)
                         if abs(temp - stage.t_end) <= stage.until_within * stage.t_end:

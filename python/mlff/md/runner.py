@@ -37,7 +37,7 @@ from .. import __version__
 from ..errors import ConfigError
 from . import MDError
 from ..analysis.trajectory import complete_dump_frames
-from .protocols import Protocol
+from .protocols import HALT_GUARDS, Protocol
 
 BIN = Path(sys.executable).parent
 #: Padding (Å) around a molecule in its starting LAMMPS box (boundary m m m grows it).
@@ -240,10 +240,6 @@ def _run_lammps(cmd: list[str], cwd: Path, bar) -> tuple[int, float]:
             proc.wait()
             raise
     return rc, time.perf_counter() - t0
-
-
-#: ``fix halt`` ids of the templates that end a failed run, and what each means.
-HALT_GUARDS = {"bondcheck": "bond broken", "runaway": "temperature above t_max x temperature"}
 
 
 def _log_facts(log: Path, screen: Path) -> dict:
