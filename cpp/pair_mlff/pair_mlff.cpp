@@ -90,8 +90,9 @@ PairMLFF::PairMLFF(LAMMPS *lmp) : Pair(lmp)
   // and unmapped again, and the heap top is trimmed, so every step pays page
   // faults for fresh pages.  For 4,000 Cu atoms (fp32 SchNet 64x3: ~40 MB per edge
   // tensor) that made a step 2.4x slower (3.5 vs 8.2 katom-step/s).  So: no mmap
-  // for malloc at all (big blocks come from the heap and are reused) and trim the
-  // heap only when more than 2 GB are free at its top.  Process-wide;
+  // for malloc at all (big blocks come from the heap and are reused) and never
+  // trim the heap (-1; the largest positive threshold, 2 GB, still re-faulted
+  // gigabytes per step for models that free more than that).  Process-wide;
   // MLFF_NO_MALLOPT=1 leaves glibc's defaults.
   static bool malloc_tuned = false;
   if (!malloc_tuned) {
@@ -99,7 +100,7 @@ PairMLFF::PairMLFF(LAMMPS *lmp) : Pair(lmp)
     const char *env = std::getenv("MLFF_NO_MALLOPT");
     if (!(env && *env && strcmp(env, "0") != 0)) {
       mallopt(M_MMAP_MAX, 0);
-      mallopt(M_TRIM_THRESHOLD, std::numeric_limits<int>::max());
+      mallopt(M_TRIM_THRESHOLD, -1);
     }
   }
 

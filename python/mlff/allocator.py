@@ -5,8 +5,11 @@ defaults, blocks above the mmap threshold (at most 32 MB) are mmap()ed and unmap
 and the heap top is trimmed, so every call pays page faults for fresh pages: measured on
 the 4,000-atom Cu box with nequip fp64, about 1.2 million minor faults (4.8 GiB of fresh
 pages) and twice the time per call. :func:`reuse_freed_memory` turns off mmap for malloc
-(big blocks come from the heap and are reused) and trims the heap only when more than
-2 GB are free at its top. Process-wide, so it is applied once, by the first
+(big blocks come from the heap and are reused) and never trims the heap (``mallopt``'s
+``M_TRIM_THRESHOLD`` of -1): a threshold of 2 GB, the largest positive value, still let
+models whose calls free more than that (mbe and se3_transformer at 4,000 Cu atoms) return
+and re-fault gigabytes on every call. The process keeps its peak memory, which the next
+call needs anyway. Process-wide, so it is applied once, by the first
 :class:`mlff.calculator.MLFFCalculator`; ``MLFF_NO_MALLOPT=1`` keeps glibc's defaults.
 """
 
@@ -30,7 +33,7 @@ def reuse_freed_memory() -> bool:
         return False
     try:
         libc = ctypes.CDLL("libc.so.6")
-        ok = libc.mallopt(M_MMAP_MAX, 0) == 1 and libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1) == 1
+        ok = libc.mallopt(M_MMAP_MAX, 0) == 1 and libc.mallopt(M_TRIM_THRESHOLD, -1) == 1
     except (OSError, AttributeError):  # not glibc
         return False
     _applied = ok
