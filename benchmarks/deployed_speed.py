@@ -31,7 +31,7 @@ cells, a = 3.61 Å, rattled by 0.05 Å) and 4,000 atoms (10³).
    another (so that at most one 4,000-atom process holds memory). Per process:
    median wall time of a call after ``max(1, N/10)`` warm-up calls (N = 200 for toluene,
    20 for Cu500, 3 for Cu4000), the calling thread's CPU time, minor page faults per call
-   (``getrusage`` ``ru_minflt`` differences), and the peak RSS (``ru_maxrss``) minus the
+   (``getrusage`` ``ru_minflt`` differences), and the peak RSS (``VmHWM``) minus the
    RSS just before the model was loaded (the package already imported), per atom.
 2. **Per-call overhead (toluene, MLFFCalculator).** The steps of ``MLFFCalculator.calculate``
    / ``mlff.calculator.predict`` replicated with ``time.perf_counter`` between them:
@@ -272,6 +272,17 @@ def _rss_bytes() -> int:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def _peak_rss_bytes() -> int:
+    """This process's peak RSS (``VmHWM``). Not ``ru_maxrss``: Linux carries that over from
+    the parent through fork and exec, so every worker reported at least the coordinator's
+    RSS at its start (1.4 GB after exporting the models in-process)."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def worker(spec: dict[str, Any]) -> int:
     """Serve timed force calls on stdin/stdout, one JSON line per reply.
 
@@ -320,7 +331,7 @@ def worker(spec: dict[str, Any]) -> int:
                 return 1
             reply.write(json.dumps([wall, cpu, faults]) + "\n")
         elif command == "end":
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+            peak = _peak_rss_bytes()
             reply.write(json.dumps({"rss0": rss0, "peak_rss": peak, "rss_end": _rss_bytes()}) + "\n")
             return 0
     return 0
