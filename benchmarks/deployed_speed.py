@@ -69,7 +69,7 @@ SchNet fp32 below 0.3 ms/step on one core; fp32 peak memory per atom below fp64.
 Output in ``OUT`` (default ``benchmarks/out/deployed_speed``): ``report.md``,
 ``results.json``, ``deployed_speed.png``, ``logs/``, ``models/``, ``lmp/``.
 
-    python benchmarks/deployed_speed.py                        # everything (about 2 h on 2 idle cores)
+    python benchmarks/deployed_speed.py                        # everything (77 min on 2 idle cores, 11 of them compiling AOTI packages; peers set up)
     python benchmarks/deployed_speed.py --quick                # a few minutes: schnet, toluene + 32 Cu, 3 calls
     python benchmarks/deployed_speed.py --quick --peers        # ... with SchNetPack
     python benchmarks/deployed_speed.py --families nequip,schnet --variants ts32,aoti32 --systems toluene,cu500
