@@ -3,6 +3,7 @@ instead of being returned to the system and faulted in again."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -19,7 +20,8 @@ libc.malloc.restype = ctypes.c_void_p
 libc.free.argtypes = [ctypes.c_void_p]
 libc.memset.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t]
 if sys.argv[1] == "trim_at_2GiB":
-    assert libc.mallopt(-4, 0) == 1 and libc.mallopt(-1, 2**31 - 1) == 1
+    from mlff.allocator import M_MMAP_MAX, M_TRIM_THRESHOLD
+    assert libc.mallopt(M_MMAP_MAX, 0) == 1 and libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1) == 1
 if sys.argv[1] == "mlff":
     from mlff.allocator import reuse_freed_memory
     assert reuse_freed_memory()
@@ -38,7 +40,7 @@ print(faults)
 
 def faults_of_last_round(mode: str) -> int:
     out = subprocess.run([sys.executable, "-c", SCRIPT, mode], capture_output=True, text=True,
-                         env={"MLFF_NO_MALLOPT": "0", "PATH": "/usr/bin:/bin"})
+                         env={**os.environ, "MLFF_NO_MALLOPT": "0"})
     assert out.returncode == 0, out.stderr
     return int(out.stdout.split()[-1])
 

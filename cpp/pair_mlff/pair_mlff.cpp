@@ -59,7 +59,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
-#include <limits>
 #include <malloc.h>
 
 using namespace LAMMPS_NS;
