@@ -166,7 +166,8 @@ def package_calls(path) -> set[str]:
 
 
 # the kernels each family's package keeps as mlff operator calls
-KEPT = {"schnet": {"mlff::halo_exchange", "mlff::halo_reverse"}, "dtnn": {"mlff::halo_exchange", "mlff::halo_reverse"},
+KEPT = {"schnet": {"mlff::halo_exchange", "mlff::halo_reverse", "mlff::schnet_filter_export", "mlff::edge_conv_export"},
+        "dtnn": {"mlff::halo_exchange", "mlff::halo_reverse"},
         "bp": {"mlff::symmetry_functions_export", "mlff::symmetry_functions_export_backward"}, "mbe": set(),
         "nequip": {"mlff::halo_exchange", "mlff::halo_reverse", "mlff::tp_conv_export", "mlff::tp_conv_export_backward"},
         "tfn_dfp": {"mlff::tp_conv_export", "mlff::halo_exchange"},

@@ -256,3 +256,37 @@ def test_deployed_schnet_with_fused_filter_equals_python_model(tmp_path, dtype, 
     f_dep = forces_from_edge_grad(g.edge_index, out["edge_grad"], len(atoms))
     f_ref = forces_from_edge_grad(g.edge_index, grad, len(atoms))
     torch.testing.assert_close(f_dep, f_ref, rtol=0, atol=tol * f_ref.abs().max())
+
+
+def test_export_forms_equal_the_autograd_operators():
+    """``edge_conv_export`` and ``schnet_filter_export`` (the calls AOTInductor packages
+    keep, with their Python-registered backward) give the values and first derivatives of
+    ``edge_conv`` and ``schnet_filter``; bad indices are refused."""
+    gen = torch.Generator().manual_seed(4)
+    n, u, e, f = 12, 20, 60, 7
+    src, dst = torch.randint(0, n, (e,), generator=gen), torch.randint(0, n, (e,), generator=gen)
+    group = torch.randint(0, u, (e,), generator=gen)
+    x = torch.randn(n, f, generator=gen, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(u, f, generator=gen, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(n, f, generator=gen, dtype=torch.float64)
+    ours = torch.ops.mlff.edge_conv_export(x, w, src, group, dst, n)
+    ref = torch.ops.mlff.edge_conv(x, w, group, src, dst, n)
+    torch.testing.assert_close(ours, ref, rtol=1e-13, atol=1e-13)
+    for a, b in zip(torch.autograd.grad(ours, (x, w), g), torch.autograd.grad(ref, (x, w), g)):
+        torch.testing.assert_close(a, b, rtol=1e-13, atol=1e-13)
+    with pytest.raises(RuntimeError, match="outside"):
+        torch.ops.mlff.edge_conv_export(x, w, torch.full_like(src, n), group, dst, n)
+
+    from mlff.ops import export as export_ops
+
+    model, _ = _pair_of_models(("Cu",), seed=5, n_features=13, n_interactions=1)
+    first, second = model.interactions[0].filter_net[0], model.interactions[0].filter_net[2]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    args = (model.rbf.centres, model.rbf.gamma, model.r_max, first.weight, first.bias, second.weight, second.bias)
+    r = torch.linspace(0.5, 5.2, 40, dtype=torch.float64, requires_grad=True)
+    ours, ref = export_ops.schnet_filter(r, *args), torch.ops.mlff.schnet_filter(r, *args)
+    torch.testing.assert_close(ours, ref, rtol=0, atol=0)
+    gw = torch.randn(ours.shape, dtype=torch.float64, generator=gen)
+    torch.testing.assert_close(torch.autograd.grad(ours, r, gw)[0], torch.autograd.grad(ref, r, gw)[0],
+                               rtol=1e-13, atol=1e-13)

@@ -22,8 +22,8 @@ mlff's own operators stay calls in the compiled package: the halo exchange
 ranks; registered at every dispatcher level) and, through their export forms
 (``cpp/ops/src/export_ops.cpp``, :mod:`mlff.ops.export`: a forward operator whose backward
 is another operator), the symmetry functions, the ``uvu`` tensor-product convolution
-``tp_conv`` and the radial tables. SchNet's convolution and fused filter and the
-SE(3)-Transformer's ``tp_uvw`` have no export form yet; their PyTorch implementations are
+``tp_conv``, the radial tables and SchNet's convolution and fused filter. The
+SE(3)-Transformer's ``tp_uvw`` has no export form yet; its PyTorch implementation is
 traced instead, which Inductor compiles into fused loops.
 
 Inputs of the package: ``species [n] int64, edge_index [2, e] int64, edge_vec [e, 3],
@@ -66,18 +66,18 @@ def is_aoti_package(path: str | Path) -> bool:
 
 def _export_implementations(model: torch.nn.Module) -> torch.nn.Module:
     """A copy of a prepared model for tracing: kernels that have export operators
-    (symmetry functions, ``tp_conv``, radial tables) keep them; SchNet's convolution and
-    filter kernels and the SE(3)-Transformer's ``tp_uvw`` switch to their PyTorch
-    implementations (no export form yet)."""
-    from .models.schnet import Interaction
+    (symmetry functions, ``tp_conv``, radial tables, SchNet's convolution and fused filter)
+    keep them; the SE(3)-Transformer's ``tp_uvw`` switches to its PyTorch implementation
+    (no export form yet)."""
+    from .models.schnet import SchNet
     from .models.se3_transformer import SE3AttentionLayer
 
     model = copy.deepcopy(model)
     for m in model.modules():
-        if isinstance(m, (Interaction, SE3AttentionLayer)):
+        if isinstance(m, SchNet):
+            m.for_export()  # the fused filter, as in TorchScript exports
+        if isinstance(m, SE3AttentionLayer):
             m.use_ops = False
-        if hasattr(m, "fused_filter"):
-            m.fused_filter = False
     for p in model.parameters():
         p.requires_grad_(False)
     return model

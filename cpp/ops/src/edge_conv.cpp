@@ -153,6 +153,28 @@ void check_rows(const at::Tensor &p, const at::Tensor &q, const char *op)
 
 }    // namespace
 
+// The export form (export_ops.cpp): out[key_k] += p[ip_k] ∘ q[iq_k], no autograd, for
+// AOTInductor packages, whose traced backward calls it again with the index roles
+// swapped (see the header comment). Every index is checked against its rows in one pass.
+at::Tensor edge_product_scatter_raw(const at::Tensor &p, const at::Tensor &q, const at::Tensor &ip,
+                                    const at::Tensor &iq, const at::Tensor &key, int64_t n_out)
+{
+  const char *op = "mlff::edge_conv_export";
+  check_rows(p, q, op);
+  TORCH_CHECK(p.is_cpu(), op, ": CPU only, got a tensor on ", p.device());
+  const int64_t E = key.numel();
+  TORCH_CHECK(ip.numel() == E && iq.numel() == E && ip.scalar_type() == at::kLong && iq.scalar_type() == at::kLong &&
+                  key.scalar_type() == at::kLong,
+              op, ": the three index tensors must be int64 with one entry per edge");
+  auto ipc = ip.contiguous(), iqc = iq.contiguous(), keyc = key.contiguous();
+  const int64_t *a = ipc.data_ptr<int64_t>(), *b = iqc.data_ptr<int64_t>();
+  const int64_t np = p.size(0), nq = q.size(0);
+  for (int64_t k = 0; k < E; ++k)
+    TORCH_CHECK(a[k] >= 0 && a[k] < np && b[k] >= 0 && b[k] < nq, op, ": edge ", k, " indexes rows ", a[k], " and ",
+                b[k], ", outside [0, ", np, ") and [0, ", nq, ")");
+  return product_scatter(p, q, ipc, iqc, keyc, n_out);    // the key is checked while grouping
+}
+
 at::Tensor edge_conv(const at::Tensor &x, const at::Tensor &w, const at::Tensor &group, const at::Tensor &src,
                      const at::Tensor &dst, int64_t n_out)
 {

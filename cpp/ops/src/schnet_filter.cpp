@@ -15,6 +15,8 @@
 #include <ATen/ops/sum.h>
 #include <torch/autograd.h>
 
+#include <tuple>
+
 namespace mlff {
 namespace {
 
@@ -38,33 +40,40 @@ struct FirstOrderOnly : public torch::autograd::Function<FirstOrderOnly> {
   }
 };
 
+// W(r) [U, F] and, if out_dr is defined, dW/dr into it (the fused kernel, any ISA).
+at::Tensor run_filter(const at::Tensor &r, const at::Tensor &centres, double gamma, double r_max, const at::Tensor &w1,
+                    const at::Tensor &b1, const at::Tensor &w2, const at::Tensor &b2, const at::Tensor &out_dr)
+{
+  const int64_t U = r.size(0), K = centres.size(0), F = w2.size(0);
+  at::Tensor out = at::empty({U, F}, r.options());
+  SchnetFilterProblem p;
+  p.n_pairs = U;
+  p.n_rbf = K;
+  p.n_filters = F;
+  p.is_double = r.scalar_type() == at::kDouble;
+  p.r = r.data_ptr();
+  p.centres = centres.data_ptr();
+  p.gamma = gamma;
+  p.r_max = r_max;
+  p.w1 = w1.data_ptr();
+  p.b1 = b1.data_ptr();
+  p.w2 = w2.data_ptr();
+  p.b2 = b2.data_ptr();
+  p.out = out.data_ptr();
+  p.out_dr = out_dr.defined() ? out_dr.data_ptr() : nullptr;
+  if (U > 0) {
+    run_per_isa(p, schnet_filter_cpu_avx512, schnet_filter_cpu_avx2, schnet_filter_cpu_default);
+  }
+  return out;
+}
+
 struct FilterFn : public torch::autograd::Function<FilterFn> {
   static at::Tensor forward(AutogradContext *ctx, const at::Tensor &r, const at::Tensor &centres, double gamma,
                             double r_max, const at::Tensor &w1, const at::Tensor &b1, const at::Tensor &w2,
                             const at::Tensor &b2)
   {
-    const int64_t U = r.size(0), K = centres.size(0), F = w2.size(0);
-    auto opts = r.options();
-    at::Tensor out = at::empty({U, F}, opts);
-    at::Tensor out_dr = r.requires_grad() ? at::empty({U, F}, opts) : at::Tensor();
-    SchnetFilterProblem p;
-    p.n_pairs = U;
-    p.n_rbf = K;
-    p.n_filters = F;
-    p.is_double = r.scalar_type() == at::kDouble;
-    p.r = r.data_ptr();
-    p.centres = centres.data_ptr();
-    p.gamma = gamma;
-    p.r_max = r_max;
-    p.w1 = w1.data_ptr();
-    p.b1 = b1.data_ptr();
-    p.w2 = w2.data_ptr();
-    p.b2 = b2.data_ptr();
-    p.out = out.data_ptr();
-    p.out_dr = out_dr.defined() ? out_dr.data_ptr() : nullptr;
-    if (U > 0) {
-      run_per_isa(p, schnet_filter_cpu_avx512, schnet_filter_cpu_avx2, schnet_filter_cpu_default);
-    }
+    at::Tensor out_dr = r.requires_grad() ? at::empty({r.size(0), w2.size(0)}, r.options()) : at::Tensor();
+    at::Tensor out = run_filter(r, centres, gamma, r_max, w1, b1, w2, b2, out_dr);
     ctx->save_for_backward({out_dr, r});
     return out;
   }
@@ -84,12 +93,10 @@ struct FilterFn : public torch::autograd::Function<FilterFn> {
   }
 };
 
-}    // namespace
-
-at::Tensor schnet_filter(const at::Tensor &r, const at::Tensor &centres, double gamma, double r_max,
-                         const at::Tensor &w1, const at::Tensor &b1, const at::Tensor &w2, const at::Tensor &b2)
+void check_filter_inputs(const at::Tensor &r, const at::Tensor &centres, double gamma, double r_max,
+                         const at::Tensor &w1, const at::Tensor &b1, const at::Tensor &w2, const at::Tensor &b2,
+                         const char *op)
 {
-  const char *op = "mlff::schnet_filter";
   TORCH_CHECK(r.dim() == 1 && centres.dim() == 1, op, ": r [U] and centres [K] must be 1-D, got ", r.sizes(), " and ",
               centres.sizes());
   const int64_t K = centres.size(0);
@@ -105,6 +112,29 @@ at::Tensor schnet_filter(const at::Tensor &r, const at::Tensor &centres, double 
     TORCH_CHECK(t->scalar_type() == r.scalar_type() && (r.scalar_type() == at::kFloat || r.scalar_type() == at::kDouble),
                 op, ": all tensors must share a float32/float64 dtype");
   }
+}
+
+}    // namespace
+
+// The export form (export_ops.cpp): W(r) and dW/dr [U, F] each, no autograd; an
+// AOTInductor package's traced backward is Σ_f ∂L/∂W_f · dW_f/dr in plain operations.
+std::tuple<at::Tensor, at::Tensor> schnet_filter_export_raw(const at::Tensor &r, const at::Tensor &centres,
+                                                            double gamma, double r_max, const at::Tensor &w1,
+                                                            const at::Tensor &b1, const at::Tensor &w2,
+                                                            const at::Tensor &b2)
+{
+  check_filter_inputs(r, centres, gamma, r_max, w1, b1, w2, b2, "mlff::schnet_filter_export");
+  auto rc = r.contiguous();
+  at::Tensor out_dr = at::empty({r.size(0), w2.size(0)}, r.options());
+  at::Tensor out = run_filter(rc, centres.contiguous(), gamma, r_max, w1.contiguous(), b1.contiguous(),
+                              w2.contiguous(), b2.contiguous(), out_dr);
+  return {out, out_dr};
+}
+
+at::Tensor schnet_filter(const at::Tensor &r, const at::Tensor &centres, double gamma, double r_max,
+                         const at::Tensor &w1, const at::Tensor &b1, const at::Tensor &w2, const at::Tensor &b2)
+{
+  check_filter_inputs(r, centres, gamma, r_max, w1, b1, w2, b2, "mlff::schnet_filter");
   return FilterFn::apply(r.contiguous(), centres.contiguous(), gamma, r_max, w1.contiguous(), b1.contiguous(),
                          w2.contiguous(), b2.contiguous());
 }

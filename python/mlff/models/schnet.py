@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from .. import ops  # registers torch.ops.mlff.*
+from ..ops import export as export_ops
 from ..errors import ConfigError
 from .base import EnergyModel
 from .common import MLP, GaussianRBF, cosine_cutoff, reverse_edge_groups, shifted_softplus
@@ -86,6 +87,10 @@ class Interaction(nn.Module):
             return lookup(r, self.filter_table, r_max)
         if self.fused_filter and not r.is_cuda:
             first, second = self.filter_net[0], self.filter_net[2]
+            if not torch.jit.is_scripting():  # traced for an AOTI package (mlff.aoti): eager only
+                if export_ops.ENABLED:
+                    return export_ops.schnet_filter(r, rbf_centres, rbf_gamma, r_max, first.weight, first.bias,
+                                                    second.weight, second.bias)
             return torch.ops.mlff.schnet_filter(r, rbf_centres, rbf_gamma, r_max, first.weight, first.bias,
                                                 second.weight, second.bias)
         return self.filter_net(rbf) * fcut[:, None]
@@ -95,7 +100,9 @@ class Interaction(nn.Module):
         """``h = in2f(x)`` of every node ``[n, n_filters]`` and the pair filters ``w`` →
         update ``v`` of the first ``n_out`` nodes ``[n_out, F]`` (every edge's centre must
         be one of them)."""
-        if self.use_ops:
+        if self.use_ops and not torch.jit.is_scripting() and export_ops.ENABLED:  # traced for AOTI: eager only
+            h = torch.ops.mlff.edge_conv_export(h, w, edge_index[1], group, edge_index[0], n_out)
+        elif self.use_ops:
             h = torch.ops.mlff.edge_conv(h, w, group, edge_index[1], edge_index[0], n_out)
         else:
             messages = h.index_select(0, edge_index[1]) * w.index_select(0, group)

@@ -91,3 +91,39 @@ def register() -> None:
         return (gh, gs, gw) + (None,) * 7
 
     torch.library.register_autograd(lib + "tp_conv_export", tp_backward, setup_context=tp_setup)
+
+    @torch.library.register_fake(lib + "schnet_filter_export")
+    def _(r, centres, gamma, r_max, w1, b1, w2, b2):
+        return r.new_empty((r.shape[0], w2.shape[0])), r.new_empty((r.shape[0], w2.shape[0]))
+
+    def filter_setup(ctx, inputs, output):
+        ctx.save_for_backward(output[1])
+
+    def filter_backward(ctx, grad_w, grad_dw_dr):
+        # dL/dr = Σ_f dL/dW_f dW_f/dr; traced as plain operations (weights are frozen in a package)
+        (dw_dr,) = ctx.saved_tensors
+        return ((grad_w * dw_dr).sum(dim=1),) + (None,) * 7
+
+    torch.library.register_autograd(lib + "schnet_filter_export", filter_backward, setup_context=filter_setup)
+
+    @torch.library.register_fake(lib + "edge_conv_export")
+    def _(p, q, ip, iq, key, n_out):
+        return p.new_empty((n_out, p.shape[1]))
+
+    def conv_setup(ctx, inputs, output):
+        ctx.save_for_backward(*inputs[:5])
+
+    def conv_backward(ctx, grad):
+        # out[key] += p[ip] ∘ q[iq] is bilinear: each gradient is the same operator with the roles swapped
+        p, q, ip, iq, key = ctx.saved_tensors
+        gp = torch.ops.mlff.edge_conv_export(grad, q, key, iq, ip, p.shape[0]) if ctx.needs_input_grad[0] else None
+        gq = torch.ops.mlff.edge_conv_export(grad, p, key, ip, iq, q.shape[0]) if ctx.needs_input_grad[1] else None
+        return gp, gq, None, None, None, None
+
+    torch.library.register_autograd(lib + "edge_conv_export", conv_backward, setup_context=conv_setup)
+
+
+def schnet_filter(r, centres, gamma, r_max, w1, b1, w2, b2) -> torch.Tensor:
+    """SchNet's fused filter ``W(r)`` ``[U, F]`` in its export form (its ``dW/dr`` is the
+    operator's second output, used only by the backward)."""
+    return torch.ops.mlff.schnet_filter_export(r, centres, gamma, r_max, w1, b1, w2, b2)[0]
