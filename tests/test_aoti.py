@@ -171,7 +171,8 @@ KEPT = {"schnet": {"mlff::halo_exchange", "mlff::halo_reverse", "mlff::schnet_fi
         "bp": {"mlff::symmetry_functions_export", "mlff::symmetry_functions_export_backward"}, "mbe": set(),
         "nequip": {"mlff::halo_exchange", "mlff::halo_reverse", "mlff::tp_conv_export", "mlff::tp_conv_export_backward"},
         "tfn_dfp": {"mlff::tp_conv_export", "mlff::halo_exchange"},
-        "se3_transformer": {"mlff::halo_exchange", "mlff::halo_reverse"}}
+        "se3_transformer": {"mlff::halo_exchange", "mlff::halo_reverse", "mlff::tp_uvw_export",
+                            "mlff::tp_uvw_export_backward"}}
 
 
 def test_descriptor_kernels_stay_operator_calls(tmp_path):

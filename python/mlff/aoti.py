@@ -22,9 +22,9 @@ mlff's own operators stay calls in the compiled package: the halo exchange
 ranks; registered at every dispatcher level) and, through their export forms
 (``cpp/ops/src/export_ops.cpp``, :mod:`mlff.ops.export`: a forward operator whose backward
 is another operator), the symmetry functions, the ``uvu`` tensor-product convolution
-``tp_conv``, the radial tables and SchNet's convolution and fused filter. The
-SE(3)-Transformer's ``tp_uvw`` has no export form yet; its PyTorch implementation is
-traced instead, which Inductor compiles into fused loops.
+``tp_conv`` and ``tp_uvw`` tensor products, the radial tables, and SchNet's convolution
+and fused filter. Everything else is traced as PyTorch operations, which Inductor
+compiles into fused loops.
 
 Inputs of the package: ``species [n] int64, edge_index [2, e] int64, edge_vec [e, 3],
 local_weight [n]`` (1 for the atoms whose energy counts, 0 for LAMMPS's ghost atoms; the
@@ -65,19 +65,14 @@ def is_aoti_package(path: str | Path) -> bool:
 
 
 def _export_implementations(model: torch.nn.Module) -> torch.nn.Module:
-    """A copy of a prepared model for tracing: kernels that have export operators
-    (symmetry functions, ``tp_conv``, radial tables, SchNet's convolution and fused filter)
-    keep them; the SE(3)-Transformer's ``tp_uvw`` switches to its PyTorch implementation
-    (no export form yet)."""
+    """A copy of a prepared model for tracing, its kernels those of the TorchScript export
+    (SchNet's fused filter), each traced as its export operator."""
     from .models.schnet import SchNet
-    from .models.se3_transformer import SE3AttentionLayer
 
     model = copy.deepcopy(model)
     for m in model.modules():
         if isinstance(m, SchNet):
             m.for_export()  # the fused filter, as in TorchScript exports
-        if isinstance(m, SE3AttentionLayer):
-            m.use_ops = False
     for p in model.parameters():
         p.requires_grad_(False)
     return model

@@ -11,6 +11,9 @@
 //   tp_conv_export(h, sh, weight, centre, neighbour, n_nodes, paths, coeff_index, coeff, dim_out) -> [n_nodes, dim_out]
 //   tp_conv_export_backward(grad, h, sh, weight, centre, neighbour, n_nodes, paths, coeff_index, coeff)
 //       -> (dL/dh, dL/dsh, dL/dweight)
+//   tp_uvw_export(h, sh, weight, neighbour, group, paths, coeff_index, coeff, dim_out) -> [E, dim_out]
+//   tp_uvw_export_backward(grad, h, sh, weight, neighbour, group, paths, coeff_index, coeff, dim_out)
+//       -> (dL/dh, dL/dsh, dL/dweight)
 //   schnet_filter_export(r, centres, gamma, r_max, w1, b1, w2, b2) -> (W [U, F], dW/dr [U, F])
 //       (its backward, Σ_f ∂L/∂W_f dW_f/dr, is traced as plain operations)
 //   edge_conv_export(p, q, ip, iq, key, n_out) -> out [n_out, F], out[key_k] += p[ip_k] ∘ q[iq_k]
@@ -52,9 +55,26 @@ std::tuple<at::Tensor, at::Tensor> schnet_filter_export_raw(const at::Tensor &r,
                                                             const at::Tensor &b2);
 at::Tensor edge_product_scatter_raw(const at::Tensor &p, const at::Tensor &q, const at::Tensor &ip,
                                     const at::Tensor &iq, const at::Tensor &key, int64_t n_out);
+at::Tensor tp_uvw_forward_raw(const at::Tensor &h, const at::Tensor &sh, const at::Tensor &weight,
+                              const at::Tensor &neighbour, const at::Tensor &group, const at::Tensor &paths,
+                              const at::Tensor &coeff_index, const at::Tensor &coeff, int64_t dim_out);
+std::vector<at::Tensor> tp_uvw_backward_raw(const at::Tensor &grad, const at::Tensor &h, const at::Tensor &sh,
+                                            const at::Tensor &weight, const at::Tensor &neighbour,
+                                            const at::Tensor &group, const at::Tensor &paths,
+                                            const at::Tensor &coeff_index, const at::Tensor &coeff, int64_t dim_out);
 }    // namespace mlff
 
 namespace {
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> tp_uvw_export_backward(
+    const at::Tensor &grad, const at::Tensor &h, const at::Tensor &sh, const at::Tensor &weight,
+    const at::Tensor &neighbour, const at::Tensor &group, const at::Tensor &paths, const at::Tensor &coeff_index,
+    const at::Tensor &coeff, int64_t dim_out)
+{
+  auto g = mlff::tp_uvw_backward_raw(grad, h, sh, weight, neighbour, group, paths, coeff_index, coeff, dim_out);
+  return {g[0], g[1], g[2]};
+}
+
 
 at::Tensor tp_conv_export(const at::Tensor &h, const at::Tensor &sh, const at::Tensor &weight,
                           const at::Tensor &centre, const at::Tensor &neighbour, int64_t n_nodes,
@@ -90,6 +110,10 @@ TORCH_LIBRARY_FRAGMENT(mlff, m)
         "Tensor paths, Tensor coeff_index, Tensor coeff, int dim_out) -> Tensor");
   m.def("tp_conv_export_backward(Tensor grad, Tensor h, Tensor sh, Tensor weight, Tensor centre, Tensor neighbour, "
         "SymInt n_nodes, Tensor paths, Tensor coeff_index, Tensor coeff) -> (Tensor, Tensor, Tensor)");
+  m.def("tp_uvw_export(Tensor h, Tensor sh, Tensor weight, Tensor neighbour, Tensor group, Tensor paths, "
+        "Tensor coeff_index, Tensor coeff, int dim_out) -> Tensor");
+  m.def("tp_uvw_export_backward(Tensor grad, Tensor h, Tensor sh, Tensor weight, Tensor neighbour, Tensor group, "
+        "Tensor paths, Tensor coeff_index, Tensor coeff, int dim_out) -> (Tensor, Tensor, Tensor)");
   m.def("schnet_filter_export(Tensor r, Tensor centres, float gamma, float r_max, Tensor w1, Tensor b1, Tensor w2, "
         "Tensor b2) -> (Tensor, Tensor)");
   m.def("edge_conv_export(Tensor p, Tensor q, Tensor ip, Tensor iq, Tensor key, SymInt n_out) -> Tensor");
@@ -103,6 +127,8 @@ TORCH_LIBRARY_IMPL(mlff, CPU, m)
   m.impl("symmetry_functions_export_backward", &mlff::symmetry_functions_backward_raw);
   m.impl("tp_conv_export", &tp_conv_export);
   m.impl("tp_conv_export_backward", &tp_conv_export_backward);
+  m.impl("tp_uvw_export", &mlff::tp_uvw_forward_raw);
+  m.impl("tp_uvw_export_backward", &tp_uvw_export_backward);
   m.impl("schnet_filter_export", &mlff::schnet_filter_export_raw);
   m.impl("edge_conv_export", &mlff::edge_product_scatter_raw);
 }

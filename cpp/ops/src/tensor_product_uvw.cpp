@@ -424,9 +424,12 @@ struct TpUvwKernels {
 
 }    // namespace
 
-at::Tensor tp_uvw(const at::Tensor &h, const at::Tensor &sh, const at::Tensor &weight, const at::Tensor &neighbour,
-                  const at::Tensor &group, const at::Tensor &paths, const at::Tensor &coeff_index,
-                  const at::Tensor &coeff, int64_t dim_out)
+namespace {
+
+// h, sh, weight contiguous and the two index tensors int64, every index checked once
+// (the kernels index without bounds checks)
+TpInputs checked_inputs(const at::Tensor &h, const at::Tensor &sh, const at::Tensor &weight,
+                        const at::Tensor &neighbour, const at::Tensor &group, int64_t dim_out)
 {
   TORCH_CHECK(sh.device() == h.device() && weight.device() == h.device() && neighbour.device() == h.device() &&
                   group.device() == h.device(),
@@ -441,7 +444,6 @@ at::Tensor tp_uvw(const at::Tensor &h, const at::Tensor &sh, const at::Tensor &w
   TORCH_CHECK(neighbour.dim() == 1 && group.dim() == 1 && neighbour.size(0) == E && group.size(0) == E, kOp,
               ": neighbour and group must have one entry per row of sh (", E, ")");
   auto nb = neighbour.to(at::kLong).contiguous(), gr = group.to(at::kLong).contiguous();
-  // checked once here: the kernels index without bounds checks
   if (h.is_cuda()) {
     TORCH_CHECK(indices_in_range({{nb, h.size(0)}, {gr, weight.size(0)}}),
                 kOp, ": an edge has a neighbour outside [0, ", h.size(0), ") or a weight row outside [0, ",
@@ -453,8 +455,36 @@ at::Tensor tp_uvw(const at::Tensor &h, const at::Tensor &sh, const at::Tensor &w
                   " has neighbour ", pn[e], " (of ", h.size(0), " nodes) or weight row ", pg[e], " (of ",
                   weight.size(0), ") out of range");
   }
+  return {h.contiguous(), sh.contiguous(), weight.contiguous(), nb, gr};
+}
+
+}    // namespace
+
+// the kernels without autograd (export_ops.cpp)
+at::Tensor tp_uvw_forward_raw(const at::Tensor &h, const at::Tensor &sh, const at::Tensor &weight,
+                              const at::Tensor &neighbour, const at::Tensor &group, const at::Tensor &paths,
+                              const at::Tensor &coeff_index, const at::Tensor &coeff, int64_t dim_out)
+{
+  return TpUvwKernels::forward(checked_inputs(h, sh, weight, neighbour, group, dim_out),
+                               TpTables{paths, coeff_index, coeff, dim_out});
+}
+
+std::vector<at::Tensor> tp_uvw_backward_raw(const at::Tensor &grad, const at::Tensor &h, const at::Tensor &sh,
+                                            const at::Tensor &weight, const at::Tensor &neighbour,
+                                            const at::Tensor &group, const at::Tensor &paths,
+                                            const at::Tensor &coeff_index, const at::Tensor &coeff, int64_t dim_out)
+{
+  return TpUvwKernels::backward(grad.contiguous(), checked_inputs(h, sh, weight, neighbour, group, dim_out),
+                                TpTables{paths, coeff_index, coeff, dim_out});
+}
+
+at::Tensor tp_uvw(const at::Tensor &h, const at::Tensor &sh, const at::Tensor &weight, const at::Tensor &neighbour,
+                  const at::Tensor &group, const at::Tensor &paths, const at::Tensor &coeff_index,
+                  const at::Tensor &coeff, int64_t dim_out)
+{
+  const TpInputs in = checked_inputs(h, sh, weight, neighbour, group, dim_out);
   const TpTables a{paths, coeff_index, coeff, dim_out};
-  return TpForwardFn<TpUvwKernels>::apply(h.contiguous(), sh.contiguous(), weight.contiguous(), nb, gr, a);
+  return TpForwardFn<TpUvwKernels>::apply(in.h, in.y, in.w, in.index0, in.index1, a);
 }
 
 }    // namespace mlff

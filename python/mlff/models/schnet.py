@@ -47,6 +47,16 @@ from .radial_table import RadialTable, lookup, tabulate
 IMPLEMENTATIONS = ("auto", "ops", "torch")
 
 
+def _edge_conv(h: torch.Tensor, w: torch.Tensor, group: torch.Tensor, edge_index: torch.Tensor,
+               n_out: int) -> torch.Tensor:
+    """``torch.ops.mlff.edge_conv`` (its export form while traced for an AOTInductor
+    package, :mod:`mlff.aoti`)."""
+    if not torch.jit.is_scripting():  # eager only
+        if export_ops.ENABLED:
+            return torch.ops.mlff.edge_conv_export(h, w, edge_index[1], group, edge_index[0], n_out)
+    return torch.ops.mlff.edge_conv(h, w, group, edge_index[1], edge_index[0], n_out)
+
+
 class Interaction(nn.Module):
     """One SchNet interaction block: ``x [n, F] → v [n, F]`` (the residual update).
 
@@ -100,10 +110,8 @@ class Interaction(nn.Module):
         """``h = in2f(x)`` of every node ``[n, n_filters]`` and the pair filters ``w`` →
         update ``v`` of the first ``n_out`` nodes ``[n_out, F]`` (every edge's centre must
         be one of them)."""
-        if self.use_ops and not torch.jit.is_scripting() and export_ops.ENABLED:  # traced for AOTI: eager only
-            h = torch.ops.mlff.edge_conv_export(h, w, edge_index[1], group, edge_index[0], n_out)
-        elif self.use_ops:
-            h = torch.ops.mlff.edge_conv(h, w, group, edge_index[1], edge_index[0], n_out)
+        if self.use_ops:
+            h = _edge_conv(h, w, group, edge_index, n_out)
         else:
             messages = h.index_select(0, edge_index[1]) * w.index_select(0, group)
             h = h.new_zeros(n_out, h.shape[1]).index_add_(0, edge_index[0], messages)

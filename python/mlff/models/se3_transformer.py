@@ -51,6 +51,7 @@ from e3nn import o3
 from torch import nn
 
 from ..errors import ConfigError
+from ..ops import export as export_ops
 from .equivariant import (EdgeEmbedding, EquivariantModel, NormActivation, RadialMLP, float64_construction,
                           irreps_up_to, radial_per_pair, scatter_sum, tensor_product_tables, use_tensor_product_ops,
                           vector_from_l1)
@@ -191,6 +192,17 @@ class SE3AttentionLayer(nn.Module):
             start += size
         return torch.cat(outs, dim=1)
 
+    def key_value(self, f: torch.Tensor, sh: torch.Tensor, w: torch.Tensor, neighbour: torch.Tensor,
+                  group: torch.Tensor) -> torch.Tensor:
+        """``[value | key]`` ``[e, value_dim + key_dim]`` by ``torch.ops.mlff.tp_uvw`` (its export
+        form while traced for an AOTInductor package, :mod:`mlff.aoti`)."""
+        if not torch.jit.is_scripting():  # eager only
+            if export_ops.ENABLED:
+                return torch.ops.mlff.tp_uvw_export(f, sh, w, neighbour, group, self.kv_paths, self.kv_coeff_index,
+                                                    self.kv_coeff, self.value_dim + self.key_dim)
+        return torch.ops.mlff.tp_uvw(f, sh, w, neighbour, group, self.kv_paths, self.kv_coeff_index, self.kv_coeff,
+                                     self.value_dim + self.key_dim)
+
     def forward(self, f: torch.Tensor, sh: torch.Tensor, radial: torch.Tensor, r: torch.Tensor,
                 cutoff: torch.Tensor, edge_index: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
         n = f.shape[0]
@@ -198,8 +210,7 @@ class SE3AttentionLayer(nn.Module):
         w = self.radial(radial, r)  # [pairs, n_w]: one row per atom pair (group maps edges to pairs)
         # both products in one pass over w, no copies of it (on a GPU if the library has the CUDA kernels)
         if self.use_ops and (not f.is_cuda or torch.ops.mlff.cuda_built()):
-            vk = torch.ops.mlff.tp_uvw(f, sh, w, neighbour, group, self.kv_paths, self.kv_coeff_index,
-                                       self.kv_coeff, self.value_dim + self.key_dim)
+            vk = self.key_value(f, sh, w, neighbour, group)
             v, k = torch.split(vk, [self.value_dim, self.key_dim], dim=1)
         else:
             # split, not narrow: one gradient buffer for both halves in the backward

@@ -122,6 +122,26 @@ def register() -> None:
 
     torch.library.register_autograd(lib + "edge_conv_export", conv_backward, setup_context=conv_setup)
 
+    @torch.library.register_fake(lib + "tp_uvw_export")
+    def _(h, sh, weight, neighbour, group, paths, coeff_index, coeff, dim_out):
+        return h.new_empty((sh.shape[0], dim_out))
+
+    @torch.library.register_fake(lib + "tp_uvw_export_backward")
+    def _(grad, h, sh, weight, *args):
+        return torch.empty_like(h), torch.empty_like(sh), torch.empty_like(weight)
+
+    def uvw_setup(ctx, inputs, output):
+        ctx.save_for_backward(*inputs[:8])
+        ctx.dim_out = inputs[8]
+
+    def uvw_backward(ctx, grad):
+        h, sh, weight, neighbour, group, paths, coeff_index, coeff = ctx.saved_tensors
+        gh, gs, gw = torch.ops.mlff.tp_uvw_export_backward(grad, h, sh, weight, neighbour, group, paths, coeff_index,
+                                                           coeff, ctx.dim_out)
+        return (gh, gs, gw) + (None,) * 6
+
+    torch.library.register_autograd(lib + "tp_uvw_export", uvw_backward, setup_context=uvw_setup)
+
 
 def schnet_filter(r, centres, gamma, r_max, w1, b1, w2, b2) -> torch.Tensor:
     """SchNet's fused filter ``W(r)`` ``[U, F]`` in its export form (its ``dW/dr`` is the
