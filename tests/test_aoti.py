@@ -118,19 +118,33 @@ def test_the_package_calls_mlffs_halo_exchange(schnet_pair):
     assert package_calls(pt2) == KEPT["schnet"]
 
 
-def test_mlff_deploy_picks_the_format_by_the_output_suffix(tmp_path):
+def test_mlff_deploy_writes_a_package_by_default_on_cpus(tmp_path, capsys, monkeypatch):
+    """``--format auto`` (the default): a package on a machine without a GPU, whatever the
+    name; TorchScript when asked, and as the fallback when the C++ compiler fails."""
     from mlff.deploy import main as deploy_main
     from mlff.train.checkpoint import model_record, save_checkpoint
 
     torch.manual_seed(0)
     model = build_model("dtnn", SPECIES, 5.0, dtype=torch.float64, n_features=4, n_interactions=1)
     save_checkpoint(tmp_path / "m.ckpt", model_record(model))
-    assert deploy_main([str(tmp_path / "m.ckpt"), "-o", str(tmp_path / "m.pt2")]) == 0
     assert deploy_main([str(tmp_path / "m.ckpt"), "-o", str(tmp_path / "m.pt")]) == 0
-    assert load_deployed(tmp_path / "m.pt2")[1].get("package") == "aoti"
-    assert load_deployed(tmp_path / "m.pt")[1].get("package") != "aoti"
-    assert_same(python_results(tmp_path / "m.pt2", cu_box()), python_results(tmp_path / "m.pt", cu_box()), 1e-10,
-                "suffix")
+    assert "AOTInductor package" in capsys.readouterr().out
+    assert deploy_main([str(tmp_path / "m.ckpt"), "-o", str(tmp_path / "ts.pt"), "--format", "torchscript"]) == 0
+    assert load_deployed(tmp_path / "m.pt")[1].get("package") == "aoti"
+    assert load_deployed(tmp_path / "ts.pt")[1].get("package") != "aoti"
+    assert_same(python_results(tmp_path / "m.pt", cu_box()), python_results(tmp_path / "ts.pt", cu_box()), 1e-10,
+                "default vs torchscript")
+    # no working C++ compiler: auto falls back to TorchScript and says why; --format aoti fails
+    import torch._inductor.config as inductor_config
+
+    monkeypatch.setattr(inductor_config.cpp, "cxx", (None, str(tmp_path / "no-such-g++")))
+    monkeypatch.setattr(inductor_config, "force_disable_caches", True)
+    capsys.readouterr()
+    assert deploy_main([str(tmp_path / "m.ckpt"), "-o", str(tmp_path / "fallback.pt")]) == 0
+    assert "compilation failed" in capsys.readouterr().err
+    assert load_deployed(tmp_path / "fallback.pt")[1].get("package") != "aoti"
+    assert deploy_main([str(tmp_path / "m.ckpt"), "-o", str(tmp_path / "forced.pt2"), "--format", "aoti"]) == 2
+    assert "compilation failed" in capsys.readouterr().err and not (tmp_path / "forced.pt2").exists()
 
 
 def omp_regions(path) -> int:

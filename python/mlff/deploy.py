@@ -1,4 +1,5 @@
-"""``mlff-deploy``: export a trained model to TorchScript for LAMMPS and Python.
+"""``mlff-deploy``: export a trained model for LAMMPS and Python, as an AOTInductor package
+(:mod:`mlff.aoti`; the default on CPUs, :func:`auto_format`) or TorchScript.
 
 The exported module implements the contract in ``docs/model_interface.md``:
 ``forward(species, edge_index, edge_vec, n_local=None) -> {"atomic_energy", "edge_grad"}``
@@ -284,12 +285,40 @@ def checkpoint_files(paths: list[Path]) -> list[Path]:
     return out
 
 
+def auto_format(output: Path) -> tuple[str, str]:
+    """The format ``mlff-deploy --format auto`` (the default) writes, and why.
+
+    An AOTInductor package (:mod:`mlff.aoti`) where this machine has no GPU: compiled
+    kernels were faster than TorchScript for every model family at every size measured
+    (``benchmarks/deployed_speed.py``: toluene, 500- and 4,000-atom Cu, fp32 and fp64;
+    ``docs/results.md``) and give the same numbers (``tests/test_aoti.py``: 1e-10 in fp64).
+    TorchScript where torch sees a GPU: packages are compiled for the CPU, a TorchScript
+    file runs on either. An output named ``*.pt2`` is always a package.
+    """
+    if output.suffix == ".pt2":
+        return "aoti", "the output is named .pt2"
+    if torch.cuda.is_available():
+        return "torchscript", "torch sees a GPU here; AOTInductor packages are compiled for the CPU"
+    return "aoti", "the fastest exact format on CPUs for every model family"
+
+
+def _export(models, output: Path, args, records, fmt: str) -> dict[str, Any]:
+    dtype = getattr(torch, args.dtype)
+    if len(models) == 1:
+        return export_model(models[0], output, dtype, args.tabulate, args.table_tolerance,
+                            training_range=records[0].get("training_range"), format=fmt, threads=args.threads)
+    return export_committee(models, output, dtype, args.tabulate, args.table_tolerance,
+                            training_range=merged_training_range([r.get("training_range") for r in records]),
+                            format=fmt, threads=args.threads)
+
+
 def main(argv: list[str] | None = None) -> int:
     from .train.checkpoint import load_checkpoint, model_from_record
 
     parser = argparse.ArgumentParser(
         prog="mlff-deploy",
-        description="Export a checkpoint to a TorchScript model for LAMMPS (pair_style mlff) and Python. Several "
+        description="Export a checkpoint for LAMMPS (pair_style mlff) and Python: an AOTInductor package (the default on "
+                    "CPUs) or a TorchScript model. Several "
                     "checkpoints, or a committee run directory (mlff train --committee N), give one committee "
                     "file: mean predictions plus per-atom force and energy deviations.")
     parser.add_argument("checkpoint", nargs="+",
@@ -302,11 +331,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="replace the radial networks (functions of the pair distance alone) by quintic Hermite "
                              "tables within --table-tolerance of them: SchNet force calls about 2x faster, "
                              "nequip about 1.4x (schnet, nequip, tfn_dfp, se3_transformer)")
-    parser.add_argument("--format", choices=["torchscript", "aoti"], default=None,
-                        help="torchscript (.pt; the default, unless the output ends in .pt2) or aoti (the default for "
-                             "an output ending in .pt2): an AOTInductor package with the energy and its "
-                             "gradient compiled into fused C++ kernels, much faster on small systems (compiling takes "
-                             "a minute or two and a C++ compiler; the package runs only with this torch version)")
+    parser.add_argument("--format", choices=["auto", "aoti", "torchscript"], default="auto",
+                        help="aoti: an AOTInductor package, the energy and its gradient compiled into fused C++ "
+                             "kernels, the fastest on CPUs at every size (compiling takes 15 s to a few minutes and a "
+                             "C++ compiler; the package runs only with this torch version, on CPUs); torchscript: a "
+                             "portable TorchScript file (any torch >= 2.13, CPU or GPU); auto (default): aoti, except "
+                             "where torch sees a GPU, or the compilation fails (then TorchScript, with a message)")
     parser.add_argument("--threads", type=int, default=1,
                         help="with --format aoti: the OpenMP threads the compiled kernels are generated for (default "
                              "1: serial code, the fastest per core and right for one thread per MPI rank; more makes "
@@ -316,29 +346,38 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         sources, output = checkpoint_files([Path(c) for c in args.checkpoint]), Path(args.output)
-        if args.format is None:
-            args.format = "aoti" if output.suffix == ".pt2" else "torchscript"
+        fmt, why = auto_format(output) if args.format == "auto" else (args.format, "--format " + args.format)
         for source in sources:
             if output.exists() and source.exists() and os.path.samefile(source, output):
                 raise ConfigError(f"output {output} is the checkpoint itself ({source}): writing it would destroy the "
                                   f"checkpoint; give another file name, e.g. {output.with_suffix('.pt')}")
         records = [load_checkpoint(source) for source in sources]
         models = [model_from_record(r) for r in records]
-        dtype = getattr(torch, args.dtype)
-        if len(models) == 1:
-            meta = export_model(models[0], output, dtype, args.tabulate, args.table_tolerance,
-                                training_range=records[0].get("training_range"), format=args.format,
-                                threads=args.threads)
-        else:
-            meta = export_committee(models, output, dtype, args.tabulate, args.table_tolerance,
-                                    training_range=merged_training_range([r.get("training_range") for r in records]),
-                                    format=args.format, threads=args.threads)
+        if fmt == "aoti":
+            print(f"mlff-deploy: compiling an AOTInductor package ({why}; 15 s to a few minutes; --format "
+                  f"torchscript skips it)", flush=True)
+        try:
+            meta = _export(models, output, args, records, fmt)
+        except MLFFError:
+            raise
+        except Exception as exc:  # noqa: BLE001 (auto: any compiler failure falls back to the portable format)
+            if fmt != "aoti":
+                raise
+            reason = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:300]}"
+            if args.format != "auto" or output.suffix == ".pt2":
+                raise ConfigError(f"AOTInductor compilation failed ({reason}); --format torchscript writes a "
+                                  f"portable model without a C++ compiler") from exc
+            print(f"mlff-deploy: AOTInductor compilation failed ({reason}); writing a TorchScript model instead",
+                  file=sys.stderr)
+            fmt = "torchscript"
+            meta = _export(models, output, args, records, fmt)
     except MLFFError as exc:
         print(f"mlff-deploy: error: {exc}", file=sys.stderr)
         return 2
     if meta.get("committee"):
         print(f"mlff-deploy: committee of {meta['committee']} models from {', '.join(map(str, sources))}")
-    print(f"mlff-deploy: wrote {args.output} ({meta['model_kind']}, species {meta['species']}, "
+    kind = "AOTInductor package, this torch and CPUs only" if fmt == "aoti" else "TorchScript"
+    print(f"mlff-deploy: wrote {args.output} ({kind}; {meta['model_kind']}, species {meta['species']}, "
           f"r_max {meta['r_max']} Å, {meta['n_message_passing']} message-passing layers, {meta['dtype']})")
     if meta["radial_tables"]:
         t = meta["radial_tables"]
