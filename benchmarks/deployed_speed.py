@@ -10,7 +10,8 @@ sizes ``benchmarks/accuracy/run.py`` uses. Variants per family (``--variants``):
 * ``ts64``, ``ts32``: TorchScript (``mlff-deploy``) in float64 / float32;
 * ``ts32tab``: TorchScript float32 with tabulated radial networks (``--tabulate``;
   schnet, nequip, tfn_dfp and se3_transformer, the families that have them);
-* ``aoti32``, ``aoti32tab``, ``aoti64``: AOTInductor ``.pt2`` packages (``--format aoti``).
+* ``aoti32``, ``aoti32tab``, ``aoti64``, ``aoti64tab``: AOTInductor ``.pt2`` packages (``--format
+  aoti``; tables within 1e-8 of the networks, relative, in fp64 too).
 
 Exports are cached in ``OUT/models`` (an AOTInductor compile takes 30 s to 7 min).
 
@@ -115,6 +116,7 @@ VARIANTS: dict[str, tuple[str, str, bool, str]] = {
     "aoti32": ("aoti", "float32", False, "AOTI fp32"),
     "aoti32tab": ("aoti", "float32", True, "AOTI fp32 tabulated"),
     "aoti64": ("aoti", "float64", False, "AOTI fp64"),
+    "aoti64tab": ("aoti", "float64", True, "AOTI fp64 tabulated"),
 }
 SYSTEMS = {"toluene": 0, "cu32": 2, "cu500": 5, "cu4000": 10}  # name: fcc cells per edge (0: molecule)
 CALLS = {"toluene": 200, "cu32": 20, "cu500": 20, "cu4000": 3}
@@ -1070,8 +1072,24 @@ def _calc(results: list[dict], **where) -> list[dict]:
             and all(r.get(k) == v for k, v in where.items())]
 
 
+def _ratio_text(peer: dict, mine: list[dict]) -> tuple[float, str]:
+    """Speed-up of mlff's fastest variant over ``peer``, and the text: with the fastest exact
+    (not tabulated) variant's ratio too when a tabulated one is the fastest."""
+    best = min(mine, key=lambda r: r["ms"])
+    ratio = peer["ms"] / best["ms"]
+    text = f"{ratio:.2f}× ({best['label']} {best['ms']:.3g} ms vs {peer['ms']:.3g} ms)"
+    exact = [r for r in mine if not VARIANTS[r["variant"]][2]]
+    if exact and VARIANTS[best["variant"]][2]:
+        e = min(exact, key=lambda r: r["ms"])
+        text += f"; exact: {peer['ms'] / e['ms']:.2f}× ({e['label']} {e['ms']:.3g} ms)"
+    return ratio, text
+
+
 def targets(results: list[dict], systems: list[str]) -> list[dict]:
-    """The target ratios of issue 24, each from one comparison group (one run)."""
+    """The target ratios of issue 24, each from one comparison group (one run): mlff's
+    fastest variant of the family and precision (a tabulated one if it is the fastest; its
+    radial functions are within the tables' tolerance of the network, 1e-8 relative), with
+    the fastest exact variant's ratio beside it."""
     rows = []
     for system in systems:
         goal = NEQUIP_VS_AOTI["toluene" if system == "toluene" else "cu"]
@@ -1079,20 +1097,16 @@ def targets(results: list[dict], systems: list[str]) -> list[dict]:
             peer = _calc(results, system=system, impl="nequip_aoti", dtype=dtype)
             mine = _calc(results, system=system, impl="mlff", family="nequip", dtype=dtype)
             if peer and mine:
-                best = min(mine, key=lambda r: r["ms"])
-                ratio = peer[0]["ms"] / best["ms"]
+                ratio, text = _ratio_text(peer[0], mine)
                 rows.append({"target": f"mlff nequip ≥ {goal:g}× nequip AOTI, {system}, fp{dtype[-2:]}",
-                             "value": f"{ratio:.2f}× ({best['label']} {best['ms']:.3g} ms vs {peer[0]['ms']:.3g} ms)",
-                             "met": ratio >= goal})
+                             "value": text, "met": ratio >= goal})
     for dtype in ("float32", "float64"):
         peer = _calc(results, system="toluene", impl="schnetpack", dtype=dtype)
         mine = _calc(results, system="toluene", impl="mlff", family="schnet", dtype=dtype)
         if peer and mine:
-            best = min(mine, key=lambda r: r["ms"])
-            ratio = peer[0]["ms"] / best["ms"]
+            ratio, text = _ratio_text(peer[0], mine)
             rows.append({"target": f"mlff schnet ≥ {SCHNET_VS_SPK_TOLUENE:g}× SchNetPack, toluene, fp{dtype[-2:]}",
-                         "value": f"{ratio:.2f}× ({best['label']} {best['ms']:.3g} ms vs {peer[0]['ms']:.3g} ms)",
-                         "met": ratio >= SCHNET_VS_SPK_TOLUENE})
+                         "value": text, "met": ratio >= SCHNET_VS_SPK_TOLUENE})
     lmp = [r for r in results if r["kind"] == "lmp_toluene" and r.get("family") == "schnet"
            and r["dtype"] == "float32" and "ms_per_step" in r]
     if lmp:
