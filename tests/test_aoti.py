@@ -94,7 +94,7 @@ def schnet_pair(tmp_path_factory):
 def test_aoti_package_equals_torchscript_in_python(schnet_pair):
     ts, pt2 = schnet_pair
     module, meta = load_deployed(pt2)
-    assert meta["package"] == "aoti" and meta["outputs"] == ["atomic_energy", "edge_grad"]
+    assert meta["package"] == "aoti" and meta["outputs"] == ["atomic_energy", "edge_grad", "node_forces", "virial"]
     for atoms in (molecule("toluene"), cu_box()):
         assert_same(python_results(pt2, atoms), python_results(ts, atoms), 1e-10, atoms.get_chemical_formula())
 
@@ -118,7 +118,7 @@ def test_the_package_calls_mlffs_halo_exchange(schnet_pair):
     assert package_calls(pt2) == KEPT["schnet"]
 
 
-def test_mlff_deploy_writes_a_package_by_default_on_cpus(tmp_path, capsys, monkeypatch):
+def test_mlff_deploy_writes_a_package_by_default_on_cpus(tmp_path, capsys):
     """``--format auto`` (the default): a package on a machine without a GPU, whatever the
     name; TorchScript when asked, and as the fallback when the C++ compiler fails."""
     from mlff.deploy import main as deploy_main
@@ -137,14 +137,13 @@ def test_mlff_deploy_writes_a_package_by_default_on_cpus(tmp_path, capsys, monke
     # no working C++ compiler: auto falls back to TorchScript and says why; --format aoti fails
     import torch._inductor.config as inductor_config
 
-    monkeypatch.setattr(inductor_config.cpp, "cxx", (None, str(tmp_path / "no-such-g++")))
-    monkeypatch.setattr(inductor_config, "force_disable_caches", True)
     capsys.readouterr()
-    assert deploy_main([str(tmp_path / "m.ckpt"), "-o", str(tmp_path / "fallback.pt")]) == 0
-    assert "compilation failed" in capsys.readouterr().err
-    assert load_deployed(tmp_path / "fallback.pt")[1].get("package") != "aoti"
-    assert deploy_main([str(tmp_path / "m.ckpt"), "-o", str(tmp_path / "forced.pt2"), "--format", "aoti"]) == 2
-    assert "compilation failed" in capsys.readouterr().err and not (tmp_path / "forced.pt2").exists()
+    with inductor_config.patch({"cpp.cxx": (None, str(tmp_path / "no-such-g++")), "force_disable_caches": True}):
+        assert deploy_main([str(tmp_path / "m.ckpt"), "-o", str(tmp_path / "fallback.pt")]) == 0
+        assert "compilation failed" in capsys.readouterr().err
+        assert load_deployed(tmp_path / "fallback.pt")[1].get("package") != "aoti"
+        assert deploy_main([str(tmp_path / "m.ckpt"), "-o", str(tmp_path / "forced.pt2"), "--format", "aoti"]) == 2
+        assert "compilation failed" in capsys.readouterr().err and not (tmp_path / "forced.pt2").exists()
 
 
 def omp_regions(path) -> int:

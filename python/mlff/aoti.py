@@ -48,7 +48,9 @@ from .errors import ConfigError, ModelFileError
 #: the torch recorded in a package (compared with the running torch when it is loaded)
 TORCH_VERSION = torch.__version__
 
-OUTPUTS = {"energy": ["atomic_energy", "edge_grad"], "direct": ["forces"],
+# "node_forces" and "virial" (F_i and the symmetric virial of the weighted energy, fp64-ready in
+# the package's dtype) spare the ASE calculator its post-processing; LAMMPS reads edge_grad
+OUTPUTS = {"energy": ["atomic_energy", "edge_grad", "node_forces", "virial"], "direct": ["forces"],
            "committee": ["atomic_energy", "edge_grad", "member_forces", "member_atomic_energy", "member_virial"],
            "direct_committee": ["forces", "member_forces"]}
 
@@ -107,7 +109,8 @@ class _Exported(torch.nn.Module):
             energies.append(atomic.detach())
             grads.append(g)
         if self.kind == "energy":
-            return energies[0], grads[0]
+            virial = -edge_vec.detach().t() @ grads[0]
+            return energies[0], grads[0], _node_forces(grads[0], edge_index, n), 0.5 * (virial + virial.t())
         member_grad = torch.stack(grads)
         member_forces = torch.stack([_node_forces(g, edge_index, n) for g in grads], dim=1)
         member_virial = -torch.einsum("ea,meb->mab", edge_vec.detach(), member_grad)

@@ -111,15 +111,21 @@ def predict(module: torch.jit.ScriptModule, meta: dict[str, Any], atoms: Atoms,
         return {"forces": forces, **committee}
     # numpy from here: for a small molecule each torch op from Python costs more than its arithmetic
     atomic_energy = out["atomic_energy"].detach().numpy().astype(np.float64)
-    grad = out["edge_grad"].detach().numpy().astype(np.float64)
+    if "node_forces" in out:  # an AOTI package sums the forces and the virial itself
+        forces = out["node_forces"].numpy().astype(np.float64)
+        virial = out["virial"].numpy().astype(np.float64)
+        check = forces
+    else:
+        grad = out["edge_grad"].detach().numpy().astype(np.float64)
+        forces = edge_forces(grad, g.edge_index, len(atoms))
+        virial = -g.edge_vec.T @ grad
+        virial = 0.5 * (virial + virial.T)
+        check = grad
     energy = float(atomic_energy.sum())
-    if not np.isfinite(energy + grad.sum()):  # any NaN or inf reaches the sums (fp64: no overflow)
+    if not np.isfinite(energy + check.sum()):  # any NaN or inf reaches the sums (fp64: no overflow)
         _require_finite(atomic_energy, "atomic energies")
-        _require_finite(grad, "energy gradients (forces)")
-    forces = edge_forces(grad, g.edge_index, len(atoms))
-    virial = -g.edge_vec.T @ grad
-    result = {"energy": energy, "forces": forces, "energies": atomic_energy,
-              "virial": 0.5 * (virial + virial.T), **committee}
+        _require_finite(check, "energy gradients (forces)")
+    result = {"energy": energy, "forces": forces, "energies": atomic_energy, "virial": virial, **committee}
     if np.all(atoms.pbc):
         result["stress"] = -result["virial"] / atoms.get_volume()
     return result

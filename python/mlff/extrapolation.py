@@ -98,6 +98,8 @@ class TrainingRange:
 
 def same_position_pairs(edge_index: np.ndarray, distance: np.ndarray) -> list[tuple[int, int, float]]:
     """Pairs ``(i, j, d)`` closer than ``SAME_POSITION`` Å (an error: no model is defined there)."""
+    if not len(distance) or distance.min() >= SAME_POSITION:  # the usual case, in one pass
+        return []
     hit = np.flatnonzero((distance < SAME_POSITION) & (edge_index[0] < edge_index[1]))
     return [(int(edge_index[0, k]), int(edge_index[1, k]), float(distance[k])) for k in hit]
 
