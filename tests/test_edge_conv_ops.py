@@ -52,14 +52,22 @@ def _dense_reference(x, w, group, src, dst, n_out):
     return torch.zeros(n_out, x.shape[1], dtype=x.dtype).index_add_(0, dst, x[src] * w[group])
 
 
-@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
-def test_edge_conv_matches_pytorch(dtype, tol):
-    gen = torch.Generator().manual_seed(0)
-    n, u, e, f = 30, 50, 200, 16
+def _random_conv_problem(seed, n, u, e, f, dtype=torch.float64):
+    """Random ``edge_conv`` inputs: ``src``, ``dst`` ``[e]`` node indices, ``group`` ``[e]`` pair
+    indices, features ``x`` ``[n, f]`` and pair filters ``w`` ``[u, f]`` (both requiring grad), and
+    the generator for further draws."""
+    gen = torch.Generator().manual_seed(seed)
     src, dst = torch.randint(0, n, (e,), generator=gen), torch.randint(0, n, (e,), generator=gen)
     group = torch.randint(0, u, (e,), generator=gen)
     x = torch.randn(n, f, generator=gen, dtype=dtype, requires_grad=True)
     w = torch.randn(u, f, generator=gen, dtype=dtype, requires_grad=True)
+    return src, dst, group, x, w, gen
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+def test_edge_conv_matches_pytorch(dtype, tol):
+    n, u, e, f = 30, 50, 200, 16
+    src, dst, group, x, w, gen = _random_conv_problem(0, n, u, e, f, dtype)
     g = torch.randn(n, f, generator=gen, dtype=dtype)
     ours = torch.ops.mlff.edge_conv(x, w, group, src, dst, n)
     ref = _dense_reference(x, w, group, src, dst, n)
@@ -69,12 +77,8 @@ def test_edge_conv_matches_pytorch(dtype, tol):
 
 
 def test_edge_conv_gradcheck_to_third_order():
-    gen = torch.Generator().manual_seed(1)
     n, u, e, f = 6, 8, 20, 3
-    src, dst = torch.randint(0, n, (e,), generator=gen), torch.randint(0, n, (e,), generator=gen)
-    group = torch.randint(0, u, (e,), generator=gen)
-    x = torch.randn(n, f, generator=gen, dtype=torch.float64, requires_grad=True)
-    w = torch.randn(u, f, generator=gen, dtype=torch.float64, requires_grad=True)
+    src, dst, group, x, w, _ = _random_conv_problem(1, n, u, e, f)
 
     def conv(x, w):
         return torch.ops.mlff.edge_conv(x, w, group, src, dst, n)
@@ -262,12 +266,8 @@ def test_export_forms_equal_the_autograd_operators():
     """``edge_conv_export`` and ``schnet_filter_export`` (the calls AOTInductor packages
     keep, with their Python-registered backward) give the values and first derivatives of
     ``edge_conv`` and ``schnet_filter``; bad indices are refused."""
-    gen = torch.Generator().manual_seed(4)
     n, u, e, f = 12, 20, 60, 7
-    src, dst = torch.randint(0, n, (e,), generator=gen), torch.randint(0, n, (e,), generator=gen)
-    group = torch.randint(0, u, (e,), generator=gen)
-    x = torch.randn(n, f, generator=gen, dtype=torch.float64, requires_grad=True)
-    w = torch.randn(u, f, generator=gen, dtype=torch.float64, requires_grad=True)
+    src, dst, group, x, w, gen = _random_conv_problem(4, n, u, e, f)
     g = torch.randn(n, f, generator=gen, dtype=torch.float64)
     ours = torch.ops.mlff.edge_conv_export(x, w, src, group, dst, n)
     ref = torch.ops.mlff.edge_conv(x, w, group, src, dst, n)
