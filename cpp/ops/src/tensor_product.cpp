@@ -40,6 +40,7 @@
 #include "cuda_glue.h"
 #endif
 
+#include <algorithm>
 #include <array>
 #include <memory>
 #include <tuple>
@@ -156,6 +157,7 @@ void forward_rows(const Layout &L, const Csr &by_centre, const int64_t *nbr, con
 {
   for (int64_t i = begin; i < end; ++i) {
     T *o = out + i * L.dim_out;
+    std::fill(o, o + L.dim_out, T(0));    // out is not zeroed by the caller: each row, here, while in cache
     for (int64_t t = by_centre.offset[i]; t < by_centre.offset[i + 1]; ++t) {
       const int64_t e = by_centre.order[t];
       const T *hj = h + nbr[e] * L.dim_h, *ye = y + e * L.dim_y, *we = w + e * L.n_w;
@@ -184,6 +186,7 @@ void forward_tangent_rows(const Layout &L, const Csr &by_centre, const int64_t *
 {
   for (int64_t i = begin; i < end; ++i) {
     T *o = out + i * L.dim_out;
+    std::fill(o, o + L.dim_out, T(0));    // out is not zeroed by the caller: each row, here, while in cache
     for (int64_t t = by_centre.offset[i]; t < by_centre.offset[i + 1]; ++t) {
       const int64_t e = by_centre.order[t], kh = nbr[e] * L.dim_h, ky = e * L.dim_y, kw = e * L.n_w;
       for (const Path &p : L.paths) {
@@ -249,6 +252,9 @@ void backward_rows(const Layout &L, const Csr &by_nbr, const int64_t *centre, co
   for (int64_t j = begin; j < end; ++j) {
     const T *hj = h + j * L.dim_h;
     T *ghj = gh + j * L.dim_h;
+    // the outputs are not zeroed by the caller: node j's row here, and the rows of its edges
+    // (each edge has one neighbour, so each edge row is visited once) before they accumulate
+    std::fill(ghj, ghj + L.dim_h, T(0));
     for (int64_t t = by_nbr.offset[j]; t < by_nbr.offset[j + 1]; ++t) {
       const int64_t e = by_nbr.order[t];
       // the edges of a neighbour are scattered over the per-edge rows: fetch the rows of
@@ -261,6 +267,8 @@ void backward_rows(const Layout &L, const Csr &by_nbr, const int64_t *centre, co
       }
       const T *gi = g + centre[e] * L.dim_out, *ye = y + e * L.dim_y, *we = w + e * L.n_w;
       T *gye = gy + e * L.dim_y, *gwe = gw + e * L.n_w;
+      std::fill(gye, gye + L.dim_y, T(0));
+      std::fill(gwe, gwe + L.n_w, T(0));
       for (const Path &p : L.paths)
         for (size_t n = 0; n < p.c.size(); ++n) {
           const int64_t kx = p.off_h + p.m1[n] * p.mul, ky = p.off_y + p.m2[n];
@@ -365,7 +373,7 @@ struct TpConvKernels {
     const Layout &L = *cached;
     const Csr by_centre = group(centre_of(in).data_ptr<int64_t>(), centre_of(in).size(0), a.size, "centre");
     const at::Tensor h = to_mu(in.h, L.to_mu_h);
-    auto out = at::zeros({a.size, L.dim_out}, in.h.options());
+    auto out = at::empty({a.size, L.dim_out}, in.h.options());    // rows zeroed by forward_rows
     AT_DISPATCH_FLOATING_TYPES(in.h.scalar_type(), "mlff_tp_forward", [&] {
       at::parallel_for(0, a.size, kGrain, [&](int64_t b, int64_t e) {
         forward_rows<scalar_t>(L, by_centre, nbr_of(in).data_ptr<int64_t>(), h.data_ptr<scalar_t>(),
@@ -385,7 +393,8 @@ struct TpConvKernels {
     TORCH_CHECK(grad.dim() == 2 && grad.size(0) == a.size && grad.size(1) == L.dim_out,
                 "mlff::tp_conv: gradient must be [", a.size, ", ", L.dim_out, "]");
     const at::Tensor g = to_mu(grad.to(in.h.scalar_type()), L.to_mu_out), h = to_mu(in.h, L.to_mu_h);
-    auto gh = at::zeros_like(in.h), gy = at::zeros_like(in.y), gw = at::zeros_like(in.w);
+    // rows zeroed by backward_rows (every node, and every edge through its neighbour)
+    auto gh = at::empty_like(in.h), gy = at::empty_like(in.y), gw = at::empty_like(in.w);
     AT_DISPATCH_FLOATING_TYPES(in.h.scalar_type(), "mlff_tp_backward", [&] {
       at::parallel_for(0, in.h.size(0), kGrain, [&](int64_t b, int64_t e) {
         backward_rows<scalar_t>(L, by_nbr, centre_of(in).data_ptr<int64_t>(), g.data_ptr<scalar_t>(),
