@@ -191,11 +191,13 @@ class AOTIModel:
     def __init__(self, path: str | Path):
         self.path = str(path)
         try:
-            self.runner = torch._inductor.aoti_load_package(self.path)
+            # the package loader itself, as LAMMPS uses it: torch's Python wrapper warns about any
+            # file name not ending in .pt2, and mlff-deploy writes packages under the name given
+            self.loader = torch._C._aoti.AOTIModelPackageLoader(self.path, "model", False, 1, -1)
         except Exception as exc:
             raise ModelFileError(f"{path} is not a loadable AOTInductor package: {str(exc).splitlines()[0]}") \
                 from None
-        text = self.runner.get_metadata().get("mlff_metadata")
+        text = self.loader.get_metadata().get("mlff_metadata")
         if not text:
             raise ModelFileError(f"{path} is an AOTInductor package without mlff metadata (not from mlff-deploy)")
         self.metadata = json.loads(text)
@@ -209,7 +211,7 @@ class AOTIModel:
         # call (about 20 µs, a sixth of the SchNet package's toluene call). Its four inputs
         # and its outputs are flat lists of tensors in order, so the loader is called
         # directly (torch is the compiling version, checked above).
-        self._run = self.runner.loader.boxed_run
+        self._run = self.loader.boxed_run
         self._ones = torch.ones(0, dtype=self.dtype)
 
     def __call__(self, species, edge_index, edge_vec, n_local: int | None = None) -> dict[str, torch.Tensor]:
