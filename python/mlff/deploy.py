@@ -335,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="aoti: an AOTInductor package, the energy and its gradient compiled into fused C++ "
                              "kernels, the fastest on CPUs at every size (compiling takes 15 s to a few minutes and a "
                              "C++ compiler; the package runs only with this torch version, on CPUs); torchscript: a "
-                             "portable TorchScript file (any torch >= 2.13, CPU or GPU); auto (default): aoti, except "
+                             "TorchScript file (not tied to the torch that wrote it; CPU or GPU); auto (default): aoti, except "
                              "where torch sees a GPU, or the compilation fails (then TorchScript, with a message)")
     parser.add_argument("--threads", type=int, default=1,
                         help="with --format aoti: the OpenMP threads the compiled kernels are generated for (default "
