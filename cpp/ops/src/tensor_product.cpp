@@ -414,7 +414,7 @@ struct TpConvKernels {
     const Layout &L = *cached;
     const Csr by_centre = group(centre_of(in).data_ptr<int64_t>(), centre_of(in).size(0), a.size, "centre");
     const TangentInputs t(in, L, uh, uy, uw);
-    auto out = at::zeros({a.size, L.dim_out}, in.h.options());
+    auto out = at::empty({a.size, L.dim_out}, in.h.options());    // rows zeroed by forward_tangent_rows
     AT_DISPATCH_FLOATING_TYPES(in.h.scalar_type(), "mlff_tp_jvp", [&] {
       const auto tangents = t.pointers<scalar_t>();
       at::parallel_for(0, a.size, kGrain, [&](int64_t b, int64_t e) {
