@@ -90,3 +90,57 @@ def test_edge_forces_sum_both_ends_of_every_edge():
     np.subtract.at(expected, edge_index[1], grad)
     np.testing.assert_allclose(edge_forces(grad, edge_index, 7), expected, rtol=0, atol=1e-13)
     assert edge_forces(np.zeros((0, 3)), np.zeros((2, 0), dtype=np.int64), 3).shape == (3, 3)
+
+
+def _sorted_edges(edge_index, edge_vec, distance):
+    order = np.lexsort((*np.round(edge_vec, 9).T[::-1], edge_index[1], edge_index[0]))
+    return edge_index[:, order], edge_vec[order], distance[order]
+
+
+def test_edge_list_equals_vesins_python_api():
+    """The calculator's direct call of vesin's C library gives vesin's own neighbour list: a
+    molecule, a cell smaller than 2 r_max, the same list after the cell changes (the checked
+    cell is cached), no neighbours at all; bad cells refused as vesin's path refuses them."""
+    from mlff.graph import neighbor_edges
+    from mlff.neighbor_list import EdgeList
+
+    edges = EdgeList(5.0)
+    assert edges.native  # the installed vesin's declarations are found and agree
+    small = bulk("Cu", "fcc", a=3.6).repeat((2, 1, 1))
+    small.rattle(0.05, seed=3)
+    strained = small.copy()
+    strained.set_cell(small.cell.array * 1.02, scale_atoms=True)
+    lonely = molecule("H2")
+    lonely.positions[1] += [9.0, 0.0, 0.0]
+    for atoms in (molecule("C6H6"), small, strained, small, lonely):
+        mine, ref = edges(atoms), neighbor_edges(atoms, 5.0)
+        assert mine[0].dtype == np.int64 and mine[0].flags.c_contiguous and mine[0].shape == ref[0].shape
+        for a, b in zip(_sorted_edges(*mine), _sorted_edges(*ref)):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+    assert edges(lonely)[0].shape == (2, 0)
+    flat = small.copy()
+    flat.cell[2] = 0.0
+    with pytest.raises(DataError, match="degenerate"):
+        edges(flat)
+    mixed = small.copy()
+    mixed.pbc = [True, True, False]
+    with pytest.raises(DataError, match="mixed periodicity"):
+        edges(mixed)
+
+
+def test_calculator_follows_new_numbers_and_cells(deployed_toluene):
+    """The calculator keeps the species indices and the checked cell between calls: swapped
+    elements and a new cell give what a fresh calculator gives."""
+    atoms = molecule("C6H6", vacuum=6.0, pbc=True)
+    atoms.calc = MLFFCalculator(deployed_toluene)
+    atoms.get_forces()
+    atoms.numbers[[0, 7]] = atoms.numbers[[7, 0]]  # a C and an H trade places
+    swapped = atoms.get_forces()
+    atoms.set_cell(atoms.cell.array * 0.45)  # a smaller box: images of the molecule within r_max
+    shrunk = atoms.get_forces()
+    assert not np.allclose(swapped, shrunk)
+    for forces, cell in ((swapped, atoms.cell.array / 0.45), (shrunk, atoms.cell.array)):
+        fresh = atoms.copy()
+        fresh.set_cell(cell)
+        fresh.calc = MLFFCalculator(deployed_toluene)
+        np.testing.assert_allclose(fresh.get_forces(), forces, rtol=0, atol=1e-12)

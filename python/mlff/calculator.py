@@ -24,6 +24,7 @@ from .deploy import load_deployed
 from .errors import DataError, DataWarning, ModelEvaluationError
 from .extrapolation import TrainingRange, same_position_pairs
 from .graph import neighbor_edges, species_indices
+from .neighbor_list import EdgeList
 
 
 @dataclass
@@ -45,16 +46,21 @@ def edge_graph(atoms: Atoms, r_max: float) -> tuple[np.ndarray, np.ndarray]:
     return edge_index, edge_vec
 
 
-def structure_graph(atoms: Atoms, meta: dict[str, Any]) -> StructureGraph:
-    """:class:`StructureGraph` of ``atoms`` for a model with metadata ``meta``. Raises
-    ``DataError`` for an element the model lacks or two atoms at the same position."""
-    edge_index, edge_vec, distance = neighbor_edges(atoms, meta["r_max"])
+def structure_graph(atoms: Atoms, meta: dict[str, Any], edges: EdgeList | None = None,
+                    species: np.ndarray | None = None) -> StructureGraph:
+    """:class:`StructureGraph` of ``atoms`` for a model with metadata ``meta``; ``edges``: the
+    :class:`~mlff.neighbor_list.EdgeList` to build the graph with (one is kept between
+    calls), ``species``: the atoms' species indices if already known. Raises ``DataError``
+    for an element the model lacks or two atoms at the same position."""
+    edge_index, edge_vec, distance = neighbor_edges(atoms, meta["r_max"]) if edges is None else edges(atoms)
     same = same_position_pairs(edge_index, distance)
     if same:
         i, j, d = same[0]
         raise DataError(f"atoms {i} and {j} are at the same position ({d:.2g} Å apart; {len(same)} such pair(s)): "
                         f"no potential is defined there")
-    return StructureGraph(species_indices(atoms, meta["species"]), edge_index, edge_vec, distance)
+    if species is None:
+        species = species_indices(atoms, meta["species"])
+    return StructureGraph(species, edge_index, edge_vec, distance)
 
 
 def _require_finite(values: np.ndarray, what: str) -> None:
@@ -166,6 +172,8 @@ class MLFFCalculator(Calculator):
         if self.metadata.get("committee"):
             self.implemented_properties = self.implemented_properties + list(COMMITTEE_RESULTS)
         self.training_range = TrainingRange(self.metadata)
+        self.edges = EdgeList(self.metadata["r_max"])
+        self._species = (None, None)  # the last structure's atomic numbers and species indices
         self.max_warnings = max_warnings
         self.extrapolation_count = 0
 
@@ -191,7 +199,11 @@ class MLFFCalculator(Calculator):
         # this calculator writes no files, so only the copy (check_state compares with it)
         if atoms is not None:
             self.atoms = atoms.copy()
-        graph = structure_graph(self.atoms, self.metadata)
+        numbers, species = self._species
+        if numbers is None or not np.array_equal(numbers, self.atoms.numbers):
+            numbers, species = self.atoms.numbers, None  # (the copy's own array: nobody changes it)
+        graph = structure_graph(self.atoms, self.metadata, edges=self.edges, species=species)
+        self._species = (numbers, graph.species)
         res = predict(self.module, self.metadata, self.atoms, graph=graph)
         excursion = self.training_range.check(graph.species, graph.edge_index, graph.distance, res.get("energies"))
         if excursion:

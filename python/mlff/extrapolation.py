@@ -70,13 +70,16 @@ class TrainingRange:
             pad = energy_tolerance * (hi - lo)
             self.energy[self.species.index(s)] = (lo - pad, hi + pad)
         self.periodic = rng.get("periodic")
+        self._limit_max = float(self.limit.max()) if n else 0.0
 
     def check(self, species: np.ndarray, edge_index: np.ndarray, distance: np.ndarray,
               atomic_energy: np.ndarray | None = None) -> Excursion:
         """``species`` ``[n]`` indices, ``edge_index`` ``[2, e]``, ``distance`` ``[e]`` Å,
         ``atomic_energy`` ``[n]`` eV (optional). Returns the :class:`Excursion` (falsy if none)."""
         out = Excursion()
-        if self.known and len(distance):
+        # (each test first asks whether anything can be outside at all: in MD almost nothing is,
+        # and the calculator runs this on every call)
+        if self.known and len(distance) and distance.min() < self._limit_max:
             a, b = species[edge_index[0]], species[edge_index[1]]
             close = np.flatnonzero((distance < self.limit[a, b]) & (edge_index[0] < edge_index[1]))
             if len(close):
@@ -86,7 +89,8 @@ class TrainingRange:
                 out.closest = (f"closest {self.species[lo]}-{self.species[hi]} at {distance[k]:.3f} Å, "
                                f"training minimum {self.min_distance[a[k], b[k]]:.3f} Å")
         if atomic_energy is not None:
-            lo, hi = self.energy[species, 0], self.energy[species, 1]
+            bounds = self.energy[species]
+            lo, hi = bounds[:, 0], bounds[:, 1]
             outside = np.flatnonzero((atomic_energy < lo) | (atomic_energy > hi))
             if len(outside):
                 k = outside[0]
