@@ -130,6 +130,28 @@ def test_tables_edited_in_place_are_not_served_stale():
     torch.testing.assert_close(outs[69], 70.0 * outs[0], rtol=1e-12, atol=1e-12)
 
 
+def test_inference_tables_are_cached_by_contents():
+    """Inference tensors (an AOTInductor package's constants in inference mode) have no
+    version counter, so the cache keys them by their contents: an in-place edit in
+    inference mode is seen, as is a different table at a reused address."""
+    tp, h, sh, w, edge_index = conv_case("2x0e+2x1o", 1, "0e+1o", n_nodes=5, n_edges=12)
+    tables = tensor_product_tables(tp)
+    with torch.inference_mode():
+        paths, coeff_index, coeff = (t.clone() for t in tables)
+        assert coeff.is_inference()
+
+        def f():
+            return torch.ops.mlff.tp_conv(h, sh, w, edge_index[0], edge_index[1], 5, paths, coeff_index, coeff)
+
+        before = f()
+        torch.testing.assert_close(f(), before, rtol=0, atol=0)
+        coeff.mul_(3.0)
+        torch.testing.assert_close(f(), 3.0 * before, rtol=1e-12, atol=1e-12)
+        paths[0, 0] = 1000
+        with pytest.raises(RuntimeError, match="outside the feature or weight layout"):
+            f()
+
+
 def uvw_case(irreps_in: str, l_max_sh: int, irreps_out: str, n_nodes=7, n_pairs=15, seed=0):
     """An e3nn uvw tensor product, its tables and random float64 inputs: node features,
     per-edge harmonics, per-pair weights, and neighbour / pair index per edge (every pair

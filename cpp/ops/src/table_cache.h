@@ -7,14 +7,17 @@
 // counter (bumped by every in-place write, e.g. load_state_dict), plus integers the derived
 // value depends on.  An entry holds its source tensors, so no other tensor can reuse a
 // cached address while the entry lives, and an edited table misses.  Inference tensors keep
-// no version counter and are never cached.  The least recently used entry is dropped once
-// `capacity` entries exist.
+// no version counter: a small one on the CPU (an AOTInductor package's constants, which it
+// passes as inference tensors when run in inference mode) is keyed by its contents instead,
+// any other is never cached.  The least recently used entry is dropped once `capacity`
+// entries exist.
 #ifndef MLFF_TABLE_CACHE_H
 #define MLFF_TABLE_CACHE_H
 
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -31,10 +34,9 @@ class TableCache {
   template <class Build>
   std::shared_ptr<const V> get(const std::vector<at::Tensor> &sources, const std::vector<int64_t> &ints, Build build)
   {
-    for (const at::Tensor &t : sources)
-      if (t.is_inference()) return std::make_shared<const V>(build());
     std::vector<int64_t> key = ints;
-    for (const at::Tensor &t : sources) append_key(key, t);
+    for (const at::Tensor &t : sources)
+      if (!append_key(key, t)) return std::make_shared<const V>(build());
     const std::lock_guard<std::mutex> lock(mutex_);
     ++clock_;
     for (Entry &e : entries_)
@@ -61,18 +63,33 @@ class TableCache {
     uint64_t last_use;
   };
 
-  static void append_key(std::vector<int64_t> &key, const at::Tensor &t)
+  // false: the tensor cannot be keyed (an inference tensor on a GPU or a large one)
+  static bool append_key(std::vector<int64_t> &key, const at::Tensor &t)
   {
     if (!t.defined()) {
       key.push_back(-1);
-      return;
+      return true;
+    }
+    if (t.is_inference()) {
+      if (!t.is_cpu() || t.numel() > kMaxContentKey) return false;
+      const at::Tensor c = t.contiguous();
+      const size_t bytes = static_cast<size_t>(c.numel()) * c.element_size();
+      key.insert(key.end(), {-2, c.dim(), static_cast<int64_t>(c.scalar_type())});
+      key.insert(key.end(), c.sizes().begin(), c.sizes().end());
+      const size_t start = key.size();
+      key.resize(start + (bytes + sizeof(int64_t) - 1) / sizeof(int64_t), 0);
+      std::memcpy(key.data() + start, c.data_ptr(), bytes);
+      return true;
     }
     key.insert(key.end(), {static_cast<int64_t>(reinterpret_cast<intptr_t>(t.data_ptr())), t.dim(),
                            static_cast<int64_t>(t.scalar_type()), static_cast<int64_t>(t.device().type()),
                            t.device().index(), static_cast<int64_t>(t._version())});
     key.insert(key.end(), t.sizes().begin(), t.sizes().end());
     key.insert(key.end(), t.strides().begin(), t.strides().end());
+    return true;
   }
+
+  static constexpr int64_t kMaxContentKey = 1 << 16;    // elements: tables, not feature arrays
 
   size_t capacity_;
   std::mutex mutex_;
