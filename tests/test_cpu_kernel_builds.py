@@ -24,6 +24,8 @@ KERNEL_TESTS = [
     "test_edge_conv_ops.py::test_deployed_schnet_with_fused_filter_equals_python_model",
     "test_radial_table.py::test_operator_equals_pytorch_interpolation",
     "test_radial_table.py::test_operator_gradcheck_and_refusals",
+    "test_tensor_product_ops.py::test_kernel_matches_e3nn",
+    "test_tensor_product_ops.py::test_gradcheck_and_gradgradcheck",
 ]
 
 

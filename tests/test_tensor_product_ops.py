@@ -48,8 +48,11 @@ def kernel(tp, h, sh, w, edge_index):
     return torch.ops.mlff.tp_conv(h, sh, w, edge_index[0], edge_index[1], h.shape[0], *tensor_product_tables(tp))
 
 
+# (the kernels are compiled for 8, 16, 32 and 64 channels as constants, any other count at
+# run time: "l1" and "l1-32" run two of the former, the others the latter)
 CASES = {
     "l1": ("8x0e+8x1o", 1, "0e+1o"),
+    "l1-32": ("32x0e+32x1o", 1, "0e+1o"),
     "l2": ("4x0e+4x1o+4x2e", 2, "0e+1o+2e"),
     "l3-odd-parity": ("3x0e+2x1o+2x1e+2x2e+2x3o", 3, "0e+0o+1o+1e+2e+2o+3o+3e"),
 }
@@ -75,10 +78,13 @@ def test_kernel_matches_e3nn(case, dtype):
         torch.testing.assert_close(a, b, **TOL[dtype])
 
 
-@pytest.mark.parametrize("differentiable", ["hYW", "h", "Y", "W", "hW"])
-def test_gradcheck_and_gradgradcheck(differentiable):
+@pytest.mark.parametrize("irreps, differentiable", [
+    *((("3x0e+2x1o+2x2e", 2, "0e+1o+2e"), d) for d in ["hYW", "h", "Y", "W", "hW"]),
+    (("8x0e+8x1o", 1, "0e+1o"), "hYW"),  # the kernels with a compile-time channel count
+], ids=lambda x: x if isinstance(x, str) else x[0])
+def test_gradcheck_and_gradgradcheck(irreps, differentiable):
     # inputs that need no gradient leave their tangents undefined in the double backward
-    tp, h, sh, w, edge_index = conv_case("3x0e+2x1o+2x2e", 2, "0e+1o+2e", n_nodes=5, n_edges=12)
+    tp, h, sh, w, edge_index = conv_case(*irreps, n_nodes=5, n_edges=12)
     tables = tensor_product_tables(tp)
 
     def f(h, sh, w):

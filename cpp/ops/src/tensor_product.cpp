@@ -30,6 +30,7 @@
 #include "kernel_util.h"
 #include "mlff/ops.h"
 #include "table_cache.h"
+#include "tensor_product_kernel.h"
 #include "trilinear_autograd.h"
 
 #include <ATen/Dispatch.h>
@@ -148,163 +149,40 @@ Csr group(const int64_t *key, int64_t n_edges, int64_t n_nodes, const char *what
 }
 
 // ---------------------------------------------------------------------------- kernels
-// (The loops are written out in each kernel: a shared loop taking the per-coefficient work
-// as a lambda, or the prefetches as a helper over an array of rows, made the backward 15 %
-// slower.)
-template <typename T>
-void forward_rows(const Layout &L, const Csr &by_centre, const int64_t *nbr, const T *h, const T *y, const T *w,
-                  T *out, int64_t begin, int64_t end)
+// in tensor_product_kernel.cpp, one build per instruction set; the problem they solve:
+TpConvProblem kernel_problem(TpKernel kind, const Layout &L, const std::vector<TpPathView> &views, const Csr &rows,
+                             const at::Tensor &other, const at::Tensor &h)
 {
-  for (int64_t i = begin; i < end; ++i) {
-    T *o = out + i * L.dim_out;
-    std::fill(o, o + L.dim_out, T(0));    // out is not zeroed by the caller: each row, here, while in cache
-    for (int64_t t = by_centre.offset[i]; t < by_centre.offset[i + 1]; ++t) {
-      const int64_t e = by_centre.order[t];
-      const T *hj = h + nbr[e] * L.dim_h, *ye = y + e * L.dim_y, *we = w + e * L.n_w;
-      for (const Path &p : L.paths) {
-        for (size_t n = 0; n < p.c.size(); ++n) {
-          const T cy = static_cast<T>(p.c[n]) * ye[p.off_y + p.m2[n]];
-          const T *x = hj + p.off_h + p.m1[n] * p.mul, *ww = we + p.off_w;
-          T *oo = o + p.off_out + p.m3[n] * p.mul;
-          for (int64_t u = 0; u < p.mul; ++u) oo[u] += ww[u] * cy * x[u];
-        }
-      }
-    }
-  }
+  TpConvProblem q;
+  q.kind = kind;
+  q.is_double = h.scalar_type() == at::kDouble;
+  q.paths = views.data();
+  q.n_paths = static_cast<int64_t>(views.size());
+  q.dim_h = L.dim_h;
+  q.dim_y = L.dim_y;
+  q.dim_out = L.dim_out;
+  q.n_w = L.n_w;
+  q.n_rows = static_cast<int64_t>(rows.offset.size()) - 1;
+  q.offset = rows.offset.data();
+  q.order = rows.order.data();
+  q.other = other.data_ptr<int64_t>();
+  return q;
 }
 
-// Values and tangents of the three inputs (second derivatives); row-major like h, Y, W.
-template <typename T>
-struct Tangents {
-  const T *h, *uh, *y, *uy, *w, *uw;
-};
-
-// d/dε F(h + ε u_h, Y + ε u_Y, W + ε u_W) = F(u_h, Y, W) + F(h, u_Y, W) + F(h, Y, u_W)
-template <typename T>
-void forward_tangent_rows(const Layout &L, const Csr &by_centre, const int64_t *nbr, const Tangents<T> &a, T *out,
-                          int64_t begin, int64_t end)
+// the layout's paths as the kernels read them (pointers into L, which outlives the call)
+std::vector<TpPathView> path_views(const Layout &L)
 {
-  for (int64_t i = begin; i < end; ++i) {
-    T *o = out + i * L.dim_out;
-    std::fill(o, o + L.dim_out, T(0));    // out is not zeroed by the caller: each row, here, while in cache
-    for (int64_t t = by_centre.offset[i]; t < by_centre.offset[i + 1]; ++t) {
-      const int64_t e = by_centre.order[t], kh = nbr[e] * L.dim_h, ky = e * L.dim_y, kw = e * L.n_w;
-      for (const Path &p : L.paths) {
-        for (size_t n = 0; n < p.c.size(); ++n) {
-          const T c = static_cast<T>(p.c[n]);
-          const T cy = c * a.y[ky + p.off_y + p.m2[n]], cuy = c * a.uy[ky + p.off_y + p.m2[n]];
-          const int64_t kx = kh + p.off_h + p.m1[n] * p.mul;
-          const T *x = a.h + kx, *ux = a.uh + kx, *ww = a.w + kw + p.off_w, *uww = a.uw + kw + p.off_w;
-          T *oo = o + p.off_out + p.m3[n] * p.mul;
-          for (int64_t u = 0; u < p.mul; ++u) oo[u] += cy * (uww[u] * x[u] + ww[u] * ux[u]) + cuy * ww[u] * x[u];
-        }
-      }
-    }
-  }
+  std::vector<TpPathView> views;
+  views.reserve(L.paths.size());
+  for (const Path &p : L.paths)
+    views.push_back({p.off_h, p.dim_h, p.mul, p.off_y, p.off_out, p.dim_out, p.off_w,
+                     static_cast<int64_t>(p.c.size()), p.m1.data(), p.m2.data(), p.m3.data(), p.c.data()});
+  return views;
 }
 
-inline void prefetch_row(const void *row, size_t bytes)
+void run_kernel(const TpConvProblem &q)
 {
-  const char *p = static_cast<const char *>(row);
-  for (size_t b = 0; b < bytes; b += 64) __builtin_prefetch(p + b);
-}
-
-// One coefficient c of a path on one edge, all channels u: adds to gx (∂/∂h[j]) and gww
-// (∂/∂W[e]) and returns the contribution to ∂/∂Y[e, m2].  The channel sum may be
-// reassociated (omp simd), so the loop vectorises.
-template <typename T>
-inline T backward_channels(int64_t mul, T c, T yv, const T *x, const T *go, const T *ww, T *gx, T *gww)
-{
-  T acc(0);
-#pragma omp simd reduction(+ : acc)
-  for (int64_t u = 0; u < mul; ++u) {
-    const T gcu = c * go[u];    // c · g[i, u, m3]
-    const T xw = x[u] * gcu;
-    gww[u] += xw * yv;
-    gx[u] += gcu * ww[u] * yv;
-    acc += xw * ww[u];
-  }
-  return acc;
-}
-
-// the same coefficient's directional derivative along (ux, uyv, uww), g fixed: each
-// gradient is bilinear in the two inputs it is not taken for, so it has two terms
-template <typename T>
-inline T backward_tangent_channels(int64_t mul, T c, T yv, T uyv, const T *x, const T *ux, const T *go, const T *ww,
-                                   const T *uww, T *gx, T *gww)
-{
-  T acc(0);
-#pragma omp simd reduction(+ : acc)
-  for (int64_t u = 0; u < mul; ++u) {
-    const T gcu = c * go[u];
-    gww[u] += gcu * (ux[u] * yv + x[u] * uyv);
-    gx[u] += gcu * (uww[u] * yv + ww[u] * uyv);
-    acc += gcu * (ux[u] * ww[u] + x[u] * uww[u]);
-  }
-  return acc;
-}
-
-// gradients of <g, F(h, Y, W)>; rows of gh written per neighbour node j, gy/gw per edge
-template <typename T>
-void backward_rows(const Layout &L, const Csr &by_nbr, const int64_t *centre, const T *g, const T *h, const T *y,
-                   const T *w, T *gh, T *gy, T *gw, int64_t begin, int64_t end)
-{
-  for (int64_t j = begin; j < end; ++j) {
-    const T *hj = h + j * L.dim_h;
-    T *ghj = gh + j * L.dim_h;
-    // the outputs are not zeroed by the caller: node j's row here, and the rows of its edges
-    // (each edge has one neighbour, so each edge row is visited once) before they accumulate
-    std::fill(ghj, ghj + L.dim_h, T(0));
-    for (int64_t t = by_nbr.offset[j]; t < by_nbr.offset[j + 1]; ++t) {
-      const int64_t e = by_nbr.order[t];
-      // the edges of a neighbour are scattered over the per-edge rows: fetch the rows of
-      // the edge after next while this one is computed
-      if (t + 2 < by_nbr.offset[end]) {
-        const int64_t ahead = by_nbr.order[t + 2];
-        prefetch_row(w + ahead * L.n_w, L.n_w * sizeof(T));
-        prefetch_row(gw + ahead * L.n_w, L.n_w * sizeof(T));
-        prefetch_row(g + centre[ahead] * L.dim_out, L.dim_out * sizeof(T));
-      }
-      const T *gi = g + centre[e] * L.dim_out, *ye = y + e * L.dim_y, *we = w + e * L.n_w;
-      T *gye = gy + e * L.dim_y, *gwe = gw + e * L.n_w;
-      std::fill(gye, gye + L.dim_y, T(0));
-      std::fill(gwe, gwe + L.n_w, T(0));
-      for (const Path &p : L.paths)
-        for (size_t n = 0; n < p.c.size(); ++n) {
-          const int64_t kx = p.off_h + p.m1[n] * p.mul, ky = p.off_y + p.m2[n];
-          gye[ky] += backward_channels(p.mul, static_cast<T>(p.c[n]), ye[ky], hj + kx,
-                                       gi + p.off_out + p.m3[n] * p.mul, we + p.off_w, ghj + kx, gwe + p.off_w);
-        }
-    }
-  }
-}
-
-// d/dε of the backward at (h + ε u_h, Y + ε u_Y, W + ε u_W), g fixed
-template <typename T>
-void backward_tangent_rows(const Layout &L, const Csr &by_nbr, const int64_t *centre, const T *g,
-                           const Tangents<T> &a, T *gh, T *gy, T *gw, int64_t begin, int64_t end)
-{
-  for (int64_t j = begin; j < end; ++j) {
-    const int64_t kh = j * L.dim_h;
-    for (int64_t t = by_nbr.offset[j]; t < by_nbr.offset[j + 1]; ++t) {
-      const int64_t e = by_nbr.order[t], ky = e * L.dim_y, kw = e * L.n_w;
-      if (t + 2 < by_nbr.offset[end]) {    // as in backward_rows
-        const int64_t ahead = by_nbr.order[t + 2];
-        prefetch_row(a.w + ahead * L.n_w, L.n_w * sizeof(T));
-        prefetch_row(a.uw + ahead * L.n_w, L.n_w * sizeof(T));
-        prefetch_row(gw + ahead * L.n_w, L.n_w * sizeof(T));
-        prefetch_row(g + centre[ahead] * L.dim_out, L.dim_out * sizeof(T));
-      }
-      const T *gi = g + centre[e] * L.dim_out;
-      for (const Path &p : L.paths)
-        for (size_t n = 0; n < p.c.size(); ++n) {
-          const int64_t kx = kh + p.off_h + p.m1[n] * p.mul, kyn = ky + p.off_y + p.m2[n], kwp = kw + p.off_w;
-          gy[kyn] += backward_tangent_channels(p.mul, static_cast<T>(p.c[n]), a.y[kyn], a.uy[kyn], a.h + kx,
-                                               a.uh + kx, gi + p.off_out + p.m3[n] * p.mul, a.w + kwp, a.uw + kwp,
-                                               gh + kx, gw + kwp);
-        }
-    }
-  }
+  if (q.n_rows > 0) run_per_isa(q, tp_conv_cpu_avx512, tp_conv_cpu_avx2, tp_conv_cpu_default);
 }
 
 // ---------------------------------------------------------------------------- drivers
@@ -320,8 +198,6 @@ std::shared_ptr<const Layout> layout(const TpInputs &in, const TpTables &a)
   return cache.get({a.paths, a.coeff_index, a.coeff}, {dim_h, dim_y, n_w},
                    [&] { return make_layout(a.paths, a.coeff_index, a.coeff, dim_h, dim_y, n_w); });
 }
-
-constexpr int64_t kGrain = 8;
 
 // CUDA tensors: the kernels in cuda/ (grad undefined: {out}; defined: {gh, gy, gw}; with
 // tangents their directional derivatives)
@@ -356,10 +232,14 @@ struct TangentInputs {
   {
     return u.defined() ? tangent_like(u, x) : at::zeros_like(x);
   }
-  template <typename T>
-  Tangents<T> pointers() const
+  void set(TpConvProblem &q) const
   {
-    return {h.data_ptr<T>(), uh.data_ptr<T>(), y.data_ptr<T>(), uy.data_ptr<T>(), w.data_ptr<T>(), uw.data_ptr<T>()};
+    q.h = h.data_ptr();
+    q.uh = uh.data_ptr();
+    q.y = y.data_ptr();
+    q.uy = uy.data_ptr();
+    q.w = w.data_ptr();
+    q.uw = uw.data_ptr();
   }
 };
 
@@ -373,14 +253,14 @@ struct TpConvKernels {
     const Layout &L = *cached;
     const Csr by_centre = group(centre_of(in).data_ptr<int64_t>(), centre_of(in).size(0), a.size, "centre");
     const at::Tensor h = to_mu(in.h, L.to_mu_h);
-    auto out = at::empty({a.size, L.dim_out}, in.h.options());    // rows zeroed by forward_rows
-    AT_DISPATCH_FLOATING_TYPES(in.h.scalar_type(), "mlff_tp_forward", [&] {
-      at::parallel_for(0, a.size, kGrain, [&](int64_t b, int64_t e) {
-        forward_rows<scalar_t>(L, by_centre, nbr_of(in).data_ptr<int64_t>(), h.data_ptr<scalar_t>(),
-                               in.y.data_ptr<scalar_t>(), in.w.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), b,
-                               e);
-      });
-    });
+    auto out = at::empty({a.size, L.dim_out}, in.h.options());    // every row written by the kernel
+    const auto views = path_views(L);
+    TpConvProblem q = kernel_problem(TpKernel::forward, L, views, by_centre, nbr_of(in), in.h);
+    q.h = h.data_ptr();
+    q.y = in.y.data_ptr();
+    q.w = in.w.data_ptr();
+    q.out = out.data_ptr();
+    run_kernel(q);
     return to_mu(out, L.from_mu_out);
   }
 
@@ -393,15 +273,18 @@ struct TpConvKernels {
     TORCH_CHECK(grad.dim() == 2 && grad.size(0) == a.size && grad.size(1) == L.dim_out,
                 "mlff::tp_conv: gradient must be [", a.size, ", ", L.dim_out, "]");
     const at::Tensor g = to_mu(grad.to(in.h.scalar_type()), L.to_mu_out), h = to_mu(in.h, L.to_mu_h);
-    // rows zeroed by backward_rows (every node, and every edge through its neighbour)
+    // every row written by the kernel (every node, and every edge through its neighbour)
     auto gh = at::empty_like(in.h), gy = at::empty_like(in.y), gw = at::empty_like(in.w);
-    AT_DISPATCH_FLOATING_TYPES(in.h.scalar_type(), "mlff_tp_backward", [&] {
-      at::parallel_for(0, in.h.size(0), kGrain, [&](int64_t b, int64_t e) {
-        backward_rows<scalar_t>(L, by_nbr, centre_of(in).data_ptr<int64_t>(), g.data_ptr<scalar_t>(),
-                                h.data_ptr<scalar_t>(), in.y.data_ptr<scalar_t>(), in.w.data_ptr<scalar_t>(),
-                                gh.data_ptr<scalar_t>(), gy.data_ptr<scalar_t>(), gw.data_ptr<scalar_t>(), b, e);
-      });
-    });
+    const auto views = path_views(L);
+    TpConvProblem q = kernel_problem(TpKernel::backward, L, views, by_nbr, centre_of(in), in.h);
+    q.g = g.data_ptr();
+    q.h = h.data_ptr();
+    q.y = in.y.data_ptr();
+    q.w = in.w.data_ptr();
+    q.gh = gh.data_ptr();
+    q.gy = gy.data_ptr();
+    q.gw = gw.data_ptr();
+    run_kernel(q);
     return {to_mu(gh, L.from_mu_h), gy, gw};
   }
 
@@ -414,14 +297,12 @@ struct TpConvKernels {
     const Layout &L = *cached;
     const Csr by_centre = group(centre_of(in).data_ptr<int64_t>(), centre_of(in).size(0), a.size, "centre");
     const TangentInputs t(in, L, uh, uy, uw);
-    auto out = at::empty({a.size, L.dim_out}, in.h.options());    // rows zeroed by forward_tangent_rows
-    AT_DISPATCH_FLOATING_TYPES(in.h.scalar_type(), "mlff_tp_jvp", [&] {
-      const auto tangents = t.pointers<scalar_t>();
-      at::parallel_for(0, a.size, kGrain, [&](int64_t b, int64_t e) {
-        forward_tangent_rows<scalar_t>(L, by_centre, nbr_of(in).data_ptr<int64_t>(), tangents,
-                                       out.data_ptr<scalar_t>(), b, e);
-      });
-    });
+    auto out = at::empty({a.size, L.dim_out}, in.h.options());    // every row written by the kernel
+    const auto views = path_views(L);
+    TpConvProblem q = kernel_problem(TpKernel::forward_tangent, L, views, by_centre, nbr_of(in), in.h);
+    t.set(q);
+    q.out = out.data_ptr();
+    run_kernel(q);
     return to_mu(out, L.from_mu_out);
   }
 
@@ -435,15 +316,15 @@ struct TpConvKernels {
     const Csr by_nbr = group(nbr_of(in).data_ptr<int64_t>(), nbr_of(in).size(0), in.h.size(0), "neighbour");
     const at::Tensor g = to_mu(grad.to(in.h.scalar_type()), L.to_mu_out);
     const TangentInputs t(in, L, uh, uy, uw);
-    auto gh = at::zeros_like(in.h), gy = at::zeros_like(in.y), gw = at::zeros_like(in.w);
-    AT_DISPATCH_FLOATING_TYPES(in.h.scalar_type(), "mlff_tp_hvp", [&] {
-      const auto tangents = t.pointers<scalar_t>();
-      at::parallel_for(0, in.h.size(0), kGrain, [&](int64_t b, int64_t e) {
-        backward_tangent_rows<scalar_t>(L, by_nbr, centre_of(in).data_ptr<int64_t>(), g.data_ptr<scalar_t>(),
-                                        tangents, gh.data_ptr<scalar_t>(), gy.data_ptr<scalar_t>(),
-                                        gw.data_ptr<scalar_t>(), b, e);
-      });
-    });
+    auto gh = at::zeros_like(in.h), gy = at::zeros_like(in.y), gw = at::zeros_like(in.w);    // accumulated into
+    const auto views = path_views(L);
+    TpConvProblem q = kernel_problem(TpKernel::backward_tangent, L, views, by_nbr, centre_of(in), in.h);
+    t.set(q);
+    q.g = g.data_ptr();
+    q.gh = gh.data_ptr();
+    q.gy = gy.data_ptr();
+    q.gw = gw.data_ptr();
+    run_kernel(q);
     return {to_mu(gh, L.from_mu_h), gy, gw};
   }
 };
