@@ -144,3 +144,16 @@ def test_calculator_follows_new_numbers_and_cells(deployed_toluene):
         fresh.set_cell(cell)
         fresh.calc = MLFFCalculator(deployed_toluene)
         np.testing.assert_allclose(fresh.get_forces(), forces, rtol=0, atol=1e-12)
+
+
+def test_edge_list_without_vesins_c_declarations_uses_its_python_api(monkeypatch):
+    """Another vesin release (no matching ctypes declarations): the public API, same list."""
+    import mlff.neighbor_list as nl
+    from mlff.graph import neighbor_edges
+
+    monkeypatch.setattr(nl, "_vesin_c", lambda: None)
+    edges = nl.EdgeList(5.0)
+    assert not edges.native
+    atoms = molecule("C6H6")
+    for a, b in zip(edges(atoms), neighbor_edges(atoms, 5.0)):
+        np.testing.assert_array_equal(a, b)

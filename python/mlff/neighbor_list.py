@@ -38,6 +38,12 @@ def _vesin_c() -> tuple[Any, Any] | None:
     fields = {name for name, _ in getattr(_c_api.VesinOptions, "_fields_", [])}
     if not _REQUIRED_OPTIONS <= fields or not hasattr(_c_api, "VesinDevice"):
         return None
+    # the C signature this module calls, as vesin itself declares it (older releases differ)
+    c = ctypes
+    expected = [c.POINTER(c.c_double), c.c_size_t, c.POINTER(c.c_double), c.POINTER(c.c_bool), _c_api.VesinDevice,
+                _c_api.VesinOptions, c.POINTER(_c_api.VesinNeighborList), c.POINTER(c.c_char_p)]
+    if list(getattr(lib.vesin_neighbors, "argtypes", None) or []) != expected:
+        return None
     return lib, _c_api
 
 
