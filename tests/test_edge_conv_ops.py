@@ -72,6 +72,9 @@ def test_edge_conv_matches_pytorch(dtype, tol):
     ours = torch.ops.mlff.edge_conv(x, w, group, src, dst, n)
     ref = _dense_reference(x, w, group, src, dst, n)
     torch.testing.assert_close(ours, ref, rtol=tol, atol=tol)
+    spare = torch.ops.mlff.edge_conv(x, w, group, src, dst, n + 3)  # rows no edge reaches: zero
+    torch.testing.assert_close(spare[:n], ours, rtol=0, atol=0)
+    assert not spare[n:].any()
     for a, b in zip(torch.autograd.grad(ours, (x, w), g), torch.autograd.grad(ref, (x, w), g)):
         torch.testing.assert_close(a, b, rtol=tol, atol=tol)
 

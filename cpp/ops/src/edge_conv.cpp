@@ -20,11 +20,11 @@
 // CPU: edges are grouped by output row (stable counting sort) and output rows are split
 // over threads: no atomics, results independent of the thread count.  Other devices use
 // ATen's index_select / index_add_ (same results up to summation order).
+#include "edge_conv_kernel.h"
 #include "kernel_util.h"
 #include "mlff/ops.h"
 
-#include <ATen/Dispatch.h>
-#include <ATen/Parallel.h>
+#include <ATen/ops/empty.h>
 #include <ATen/ops/index_add.h>
 #include <ATen/ops/index_select.h>
 #include <ATen/ops/mul.h>
@@ -37,38 +37,29 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-// out[key_k] += p[ip_k] ∘ q[iq_k] for every edge k; rows of p, q, out have F entries.
-template <typename S>
-void gather_multiply_scatter(const S *p, const S *q, const int64_t *ip, const int64_t *iq, const int64_t *key,
-                             int64_t n_edges, int64_t n_out, int64_t F, S *out)
-{
-  const EdgeGroups groups = group_edges(key, n_edges, n_out, "mlff::edge_conv", "output row");
-  at::parallel_for(0, n_out, 256, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      S *__restrict__ o = out + i * F;
-      for (int64_t t = groups.offset[i]; t < groups.offset[i + 1]; ++t) {
-        const int64_t k = groups.order[t];
-        const S *__restrict__ pr = p + ip[k] * F;
-        const S *__restrict__ qr = q + iq[k] * F;
-        for (int64_t f = 0; f < F; ++f) o[f] += pr[f] * qr[f];
-      }
-    }
-  });
-}
-
-// out [n_out, F] = Σ_k p[ip_k] ∘ q[iq_k] onto row key_k (the common kernel of both ops)
+// out [n_out, F] = Σ_k p[ip_k] ∘ q[iq_k] onto row key_k (the common kernel of both ops; on the
+// CPU in edge_conv_kernel.cpp, one build per instruction set)
 at::Tensor product_scatter(const at::Tensor &p, const at::Tensor &q, const at::Tensor &ip, const at::Tensor &iq,
                            const at::Tensor &key, int64_t n_out)
 {
-  auto out = at::zeros({n_out, p.size(1)}, p.options());
-  if (!p.is_cpu()) return out.index_add_(0, key, at::mul(p.index_select(0, ip), q.index_select(0, iq)));
-  const int64_t F = p.size(1);
+  if (!p.is_cpu())
+    return at::zeros({n_out, p.size(1)}, p.options())
+        .index_add_(0, key, at::mul(p.index_select(0, ip), q.index_select(0, iq)));
+  auto out = at::empty({n_out, p.size(1)}, p.options());    // every row written by the kernel
   auto pc = p.contiguous(), qc = q.contiguous();
-  AT_DISPATCH_FLOATING_TYPES(p.scalar_type(), "mlff::edge_conv", [&] {
-    gather_multiply_scatter<scalar_t>(pc.data_ptr<scalar_t>(), qc.data_ptr<scalar_t>(), ip.data_ptr<int64_t>(),
-                                      iq.data_ptr<int64_t>(), key.data_ptr<int64_t>(), key.numel(), n_out, F,
-                                      out.data_ptr<scalar_t>());
-  });
+  const EdgeGroups groups = group_edges(key.data_ptr<int64_t>(), key.numel(), n_out, "mlff::edge_conv", "output row");
+  EdgeProductProblem problem;
+  problem.n_out = n_out;
+  problem.width = p.size(1);
+  problem.is_double = p.scalar_type() == at::kDouble;
+  problem.p = pc.data_ptr();
+  problem.q = qc.data_ptr();
+  problem.ip = ip.data_ptr<int64_t>();
+  problem.iq = iq.data_ptr<int64_t>();
+  problem.offset = groups.offset.data();
+  problem.order = groups.order.data();
+  problem.out = out.data_ptr();
+  if (n_out > 0) run_per_isa(problem, edge_product_cpu_avx512, edge_product_cpu_avx2, edge_product_cpu_default);
   return out;
 }
 
