@@ -93,7 +93,9 @@ def test_edge_forces_sum_both_ends_of_every_edge():
 
 
 def _sorted_edges(edge_index, edge_vec, distance):
-    order = np.lexsort((*np.round(edge_vec, 9).T[::-1], edge_index[1], edge_index[0]))
+    from mlff.neighbor_list import _edge_order
+
+    order = _edge_order(edge_index, edge_vec)
     return edge_index[:, order], edge_vec[order], distance[order]
 
 

@@ -41,19 +41,31 @@ def shift_vectors(shifts: np.ndarray, cell: np.ndarray) -> np.ndarray:
     return shifts.astype(np.float64) @ np.asarray(cell, dtype=np.float64)
 
 
-def _neighbor_list_inputs(atoms: Atoms) -> tuple[np.ndarray, np.ndarray, bool]:
-    """Positions (float64, contiguous), cell (zero for a molecule) and periodicity of
-    ``atoms`` for vesin; ``DataError`` for mixed periodicity or a degenerate cell."""
+def is_periodic(atoms: Atoms) -> bool:
+    """``True`` for an all-periodic structure, ``False`` for a molecule; ``DataError`` for
+    mixed periodicity (not supported)."""
     pbc = np.asarray(atoms.pbc, dtype=bool)
     if pbc.any() and not pbc.all():
         raise DataError(f"mixed periodicity {pbc.tolist()} is not supported; use all-periodic or non-periodic")
-    positions = np.ascontiguousarray(atoms.positions, dtype=np.float64)
-    if not pbc.all():
-        return positions, np.zeros((3, 3)), False
-    cell = np.asarray(atoms.cell.array, dtype=np.float64)
+    return bool(pbc.all())
+
+
+def checked_cell(cell: np.ndarray) -> np.ndarray:
+    """A periodic cell as float64 ``[3, 3]`` (Å); ``DataError`` if it is degenerate (zero volume)."""
+    cell = np.asarray(cell, dtype=np.float64)
     if abs(np.linalg.det(cell)) < 1e-9:
         raise DataError("periodic structure has a degenerate (zero-volume) cell")
-    return positions, cell, True
+    return cell
+
+
+def _neighbor_list_inputs(atoms: Atoms) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Positions (float64, contiguous), cell (zero for a molecule) and periodicity of
+    ``atoms`` for vesin; ``DataError`` for mixed periodicity or a degenerate cell."""
+    periodic = is_periodic(atoms)
+    positions = np.ascontiguousarray(atoms.positions, dtype=np.float64)
+    if not periodic:
+        return positions, np.zeros((3, 3)), False
+    return positions, checked_cell(atoms.cell.array), True
 
 
 def neighbor_shifts(atoms: Atoms, r_max: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -33,8 +33,6 @@
 #include "tensor_product_kernel.h"
 #include "trilinear_autograd.h"
 
-#include <ATen/Dispatch.h>
-#include <ATen/Parallel.h>
 #include <ATen/ops/zeros.h>
 
 #ifdef MLFF_WITH_CUDA

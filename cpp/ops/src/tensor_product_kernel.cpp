@@ -38,6 +38,10 @@ inline int64_t channels(const TpPathView &p)
   return MUL > 0 ? MUL : p.mul;
 }
 
+// (The loops are written out in each kernel: a shared loop taking the per-coefficient work
+// as a lambda, or the prefetches as a helper over an array of rows, made the backward 15 %
+// slower.)
+
 // out[i] = Σ_{e: centre(e) = i} Σ_paths Σ_coefficients W[e] · c · Y[e, m2] · h[j(e), m1]
 template <typename T, int MUL>
 void forward_rows(const TpConvProblem &q, const T *h, const T *y, const T *w, T *out, int64_t begin, int64_t end)
